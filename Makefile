@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (install + main job) and `make test` (install + tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROMPT ?= Is there a circle in the image?
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(VENV)/.installed
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[ml,dev]'
+	touch $@
+
+demo: install
+	$(BIN)/smoothguard defend shared/assets/demo.png --prompt "$(PROMPT)"
+	$(BIN)/smoothguard defend shared/assets/demo.png --prompt "What colour is the circle?" --sigma 0.1 -n 10
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/bench_cpu.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""Qwen2-Audio (``Qwen2AudioForConditionalGeneration``) as a SmoothGuard generator.
+
+Noise goes on the raw waveform (resampled to the feature extractor's rate), before the
+feature extractor — the paper's placement for audio. One processor call and ONE ``generate``
+per round.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from transformers import Qwen2AudioForConditionalGeneration
+
+from shared.backends.hf_common import chunks, generate_batch, load_model
+from shared.media import Waveform, resample
+from shared.smoothing.noise import noisy_waveform
+from shared.smoothing.types import CandidateSpec, Generation
+
+
+class HFAudioGenerator:
+    modality = "audio"
+    noise_spaces = ("waveform",)
+
+    def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
+        self.name = model_path
+        self.max_batch_size = max_batch_size
+        self.processor, self.model, self.device = load_model(model_path, device, dtype,
+                                                             Qwen2AudioForConditionalGeneration)
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+
+    def chat_text(self, prompt: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "audio", "audio_url": "input"},
+                                                 {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def noisy_waveforms(self, audio: Waveform, specs: Sequence[CandidateSpec]) -> list[np.ndarray]:
+        wave = resample(audio, self.sample_rate).samples
+        return [noisy_waveform(wave, s) for s in specs]
+
+    def prepare(self, audio: Waveform, prompt: str, specs: Sequence[CandidateSpec]) -> dict:
+        waves = self.noisy_waveforms(audio, specs)
+        out = self.processor(text=[self.chat_text(prompt)] * len(specs), audio=waves,
+                             sampling_rate=self.sample_rate, return_tensors="pt", padding=True)
+        return {k: v for k, v in out.items() if hasattr(v, "dim")}
+
+    def generate(self, media: Waveform, prompt: str, candidates: Sequence[CandidateSpec], *,
+                 max_new_tokens: int) -> list[Generation]:
+        out: list[Generation] = []
+        for part in chunks(list(candidates), self.max_batch_size):
+            out += generate_batch(self.model, self.processor, self.prepare(media, prompt, part), self.device,
+                                  max_new_tokens)
+        return out

@@ -1,0 +1,65 @@
+"""Shared pieces of the Hugging Face generators: loading, one batched greedy generate, decoding."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature
+
+from shared.backends.torch_device import resolve_device, resolve_dtype, synchronize
+from shared.smoothing.types import Generation
+
+
+def load_model(model_path: str, device: str, dtype: str, auto_class: Any = AutoModelForImageTextToText):
+    dev = resolve_device(device)
+    processor = AutoProcessor.from_pretrained(model_path)
+    processor.tokenizer.padding_side = "left"  # decoder-only batches generate from the right edge
+    model = auto_class.from_pretrained(model_path, dtype=resolve_dtype(dtype, dev)).to(dev).eval()
+    return processor, model, dev
+
+
+def repeat_batch(inputs: BatchFeature, count: int, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Every tensor of a one-example batch repeated ``count`` times along its first dimension.
+
+    This is right for batch-first tensors (``input_ids``, ``image_grid_thw``, ``image_sizes``) and
+    for Qwen-style ``pixel_values`` ``[num_patches, C*T*P*P]``, whose batch is the concatenation."""
+    return {k: v.repeat(count, *([1] * (v.dim() - 1))) for k, v in inputs.items()
+            if isinstance(v, torch.Tensor) and k not in skip}
+
+
+@torch.inference_mode()
+def generate_batch(model, processor, batch: dict[str, torch.Tensor], device: torch.device,
+                   max_new_tokens: int) -> list[Generation]:
+    """ONE greedy ``generate`` over the batch; only the new tokens are decoded."""
+    batch = {k: v.to(device) for k, v in batch.items()}
+    if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
+        batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    if "input_features" in batch:
+        batch["input_features"] = batch["input_features"].to(model.dtype)
+    tok = processor.tokenizer
+    synchronize(device)
+    t0 = time.perf_counter()
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    synchronize(device)
+    ms = (time.perf_counter() - t0) * 1e3 / len(out)
+    new = out[:, batch["input_ids"].shape[1]:].cpu()
+    texts = processor.batch_decode(new, skip_special_tokens=True)
+    return [Generation(t.strip(), _count_tokens(row, model), ms) for t, row in zip(texts, new)]
+
+
+def _count_tokens(row: torch.Tensor, model) -> int:
+    """Generated tokens up to and including the first end-of-sequence token (padding excluded)."""
+    eos = model.generation_config.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    for i, t in enumerate(row.tolist()):
+        if t in stops:
+            return i + 1
+    return len(row)
+
+
+def chunks(seq, size: int):
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]

@@ -1,0 +1,58 @@
+"""Any ``AutoModelForImageTextToText`` + ``AutoProcessor`` (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL,
+Qwen2.5-VL, Idefics3/SmolVLM, …) as a SmoothGuard generator.
+
+``normalized`` noise is added to the processor's ``pixel_values`` whatever its layout —
+``[B, C, H, W]`` (LLaVA), ``[B, crops, C, H, W]`` (LLaVA-NeXT) or Qwen's flattened patches
+``[num_patches, C*T*P*P]`` — since each candidate's block is the clean block plus noise of the
+same shape. ``pixel`` noise goes on the [0, 1] image before the processor, clipped.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shared.backends.hf_common import chunks, generate_batch, load_model, repeat_batch
+from shared.smoothing.noise import noisy_pixels, noisy_tensor
+from shared.smoothing.types import CandidateSpec, Generation
+
+
+class HFVisionGenerator:
+    modality = "image"
+    noise_spaces = ("normalized", "pixel")
+
+    def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
+        self.name = model_path
+        self.max_batch_size = max_batch_size
+        self.processor, self.model, self.device = load_model(model_path, device, dtype)
+
+    def chat_text(self, prompt: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def prepare(self, image: Image.Image, prompt: str, specs: Sequence[CandidateSpec]) -> dict[str, torch.Tensor]:
+        """The model inputs for ``specs``, one candidate per batch entry, in order."""
+        text = self.chat_text(prompt)
+        spaces = {s.noise_space for s in specs}
+        if spaces - set(self.noise_spaces):
+            raise ValueError(f"unsupported noise space(s) {sorted(spaces - set(self.noise_spaces))}")
+        if spaces == {"pixel"}:
+            base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            images = [noisy_pixels(base, s) for s in specs]
+            out = self.processor(images=images, text=[text] * len(specs), return_tensors="pt", do_rescale=False)
+            return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+        clean = self.processor(images=[image.convert("RGB")], text=[text], return_tensors="pt")
+        batch = repeat_batch(clean, len(specs), skip=("pixel_values",))
+        batch["pixel_values"] = torch.cat([noisy_tensor(clean["pixel_values"], s) for s in specs])
+        return batch
+
+    def generate(self, media: Image.Image, prompt: str, candidates: Sequence[CandidateSpec], *,
+                 max_new_tokens: int) -> list[Generation]:
+        out: list[Generation] = []
+        for part in chunks(list(candidates), self.max_batch_size):
+            out += generate_batch(self.model, self.processor, self.prepare(media, prompt, part), self.device,
+                                  max_new_tokens)
+        return out

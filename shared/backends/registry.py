@@ -1,0 +1,78 @@
+"""Generators and embedders by name, imported lazily so torch loads only where one is used.
+
+A model is loaded once per process (per name, device and dtype) and reused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings, get_settings
+from shared.smoothing.types import Embedder, Generator
+
+GENERATORS = {
+    "hf": "shared.backends.hf_vision:HFVisionGenerator",
+    "hf-audio": "shared.backends.hf_audio:HFAudioGenerator",
+}
+EMBEDDERS = {
+    "sentence-transformers": "shared.backends.embedders:SentenceTransformerEmbedder",
+    "hf-mean": "shared.backends.embedders:MeanPoolEmbedder",
+}
+AUDIO_MODEL_TYPES = {"qwen2_audio"}
+
+
+def _import(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def detect_backend(model: str) -> str:
+    """``hf-audio`` for audio-language checkpoints (by ``model_type`` in config.json), else ``hf``."""
+    config = Path(model) / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("model_type") in AUDIO_MODEL_TYPES:
+        return "hf-audio"
+    return "hf-audio" if "audio" in model.lower() else "hf"
+
+
+def load_generator(model: str | None = None, backend: str | None = None,
+                   settings: Settings | None = None) -> Generator:
+    s = settings or get_settings()
+    model = model or s.model
+    backend = backend or detect_backend(model)
+    if backend not in GENERATORS:
+        raise ValueError(f"unknown generator backend {backend!r}; known: {sorted(GENERATORS)}")
+    return _load_generator(backend, model, s.device, s.dtype, s.max_batch_size, s.hf_offline)
+
+
+@lru_cache(maxsize=4)
+def _load_generator(backend: str, model: str, device: str, dtype: str, max_batch: int, offline: bool) -> Generator:
+    _offline(offline)
+    return _import(GENERATORS[backend])(model, device=device, dtype=dtype, max_batch_size=max_batch)
+
+
+def load_embedder(spec: str | None = None, settings: Settings | None = None) -> Embedder:
+    """``spec`` is ``backend:name-or-path`` (``sentence-transformers:all-MiniLM-L6-v2``,
+    ``hf-mean:roberta-base``); a bare name means sentence-transformers."""
+    s = settings or get_settings()
+    spec = spec or s.embedder
+    backend, _, name = spec.partition(":") if ":" in spec else ("sentence-transformers", "", spec)
+    if backend not in EMBEDDERS:
+        raise ValueError(f"unknown embedder backend {backend!r}; known: {sorted(EMBEDDERS)}")
+    return _load_embedder(backend, name, s.device, s.hf_offline)
+
+
+@lru_cache(maxsize=4)
+def _load_embedder(backend: str, name: str, device: str, offline: bool) -> Embedder:
+    _offline(offline)
+    return _import(EMBEDDERS[backend])(name, device=device)
+
+
+def _offline(offline: bool) -> None:
+    if offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -1,0 +1,121 @@
+"""The ``smoothguard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from shared.smoothing.types import CLUSTERING_METHODS, NOISE_SPACES, YES_NO, SmoothConfig, SmoothResult
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smoothguard", description="SmoothGuard: randomized smoothing for MLLMs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _defend_parser(sub.add_parser("defend", help="answer one image or audio input through the smoothed model"))
+    synth = sub.add_parser("synth", help="write a synthetic shapes set (images + POPE-format questions.jsonl)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--count", type=int, default=100, help="number of images (two questions each)")
+    synth.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _defend_parser(p: argparse.ArgumentParser) -> None:
+    d = SmoothConfig()
+    p.add_argument("file", type=Path, help="image or audio file (type sniffed from the content)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--sigma", type=float, default=d.sigma, help="noise std in the chosen noise space (default %(default)s)")
+    p.add_argument("-n", "--num-samples", type=int, default=d.num_samples,
+                   help="noisy candidates; the budget when --adaptive (default %(default)s)")
+    p.add_argument("--noise-space", choices=NOISE_SPACES, default=None,
+                   help="normalized (paper, default for images), pixel, or waveform (audio)")
+    p.add_argument("--no-clean", action="store_true", help="do not add the clean input as a candidate")
+    p.add_argument("--clustering", choices=CLUSTERING_METHODS, default=d.clustering)
+    p.add_argument("--distance-threshold", type=float, default=d.distance_threshold,
+                   help="cosine distance for agglomerative clustering (default %(default)s)")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="consensus bound level (default %(default)s)")
+    p.add_argument("--adaptive", action="store_true", help="sample in rounds, stop once the bound decides")
+    p.add_argument("--round-size", type=int, default=d.round_size)
+    p.add_argument("--answers", default=None,
+                   help="closed answer set: 'yes-no' or a comma-separated list; reports a certified radius")
+    p.add_argument("--prefer-refusal", action="store_true", help="break majority ties towards a refusal")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--model", default=None, help="HF model id or path (default: the bundled demo model)")
+    p.add_argument("--backend", default=None, help="generator backend: hf or hf-audio (default: detected)")
+    p.add_argument("--embedder", default=None, help="e.g. sentence-transformers:all-MiniLM-L6-v2, hf-mean:roberta-base")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def config_from_args(args: argparse.Namespace, modality: str) -> SmoothConfig:
+    answers = None
+    if args.answers:
+        answers = YES_NO if args.answers == "yes-no" else tuple(a.strip() for a in args.answers.split(",") if a.strip())
+    space = args.noise_space or ("waveform" if modality == "audio" else "normalized")
+    return SmoothConfig(
+        sigma=args.sigma, num_samples=args.num_samples, include_clean=not args.no_clean, noise_space=space,
+        clustering=args.clustering, distance_threshold=args.distance_threshold, alpha=args.alpha,
+        adaptive=args.adaptive, round_size=args.round_size, seed=args.seed, max_new_tokens=args.max_new_tokens,
+        answer_set=answers, prefer_refusal=args.prefer_refusal,
+    )
+
+
+def defend(args: argparse.Namespace) -> SmoothResult:
+    from shared.backends.registry import load_embedder, load_generator
+    from shared.media import load_media
+    from shared.smoothing import SmoothGuard
+
+    modality, media = load_media(args.file)
+    config = config_from_args(args, modality)
+    generator = load_generator(args.model, args.backend)
+    if generator.modality != modality:
+        raise ValueError(f"{args.file} is {modality}, but model {generator.name} takes {generator.modality}")
+    return SmoothGuard(generator, load_embedder(args.embedder), config).run(media, args.prompt)
+
+
+def format_result(r: SmoothResult) -> str:
+    c = r.consensus
+    lines = [
+        f"answer: {r.answer}",
+        f"abstained: {'yes' if r.abstained else 'no'} (majority {c.count}/{c.total} noisy samples, share {c.share:.2f}, "
+        f"Clopper-Pearson lower bound {c.lower_bound:.3f} at alpha={c.alpha:g})",
+    ]
+    if r.answer_label is not None:
+        radius = f"{c.certified_radius:.4f} (L2, {c.radius_space} space)" if c.certified_radius else "none"
+        lines.append(f"answer label: {r.answer_label}; certified radius: {radius}")
+    lines.append("clusters:")
+    for cl in r.clusters:
+        mark = " <- selected" if cl.cluster == _winner(r) else ""
+        lines.append(f"  #{cl.cluster}: {cl.size} candidates ({cl.noisy_size} noisy){mark}: {cl.text[:70]!r}")
+    t = r.timings
+    lines.append(f"samples spent: {r.samples_spent} in {r.rounds} round(s), stop: {r.stop_reason}; "
+                 f"time: generation {t.generation_ms:.0f} ms, embedding {t.embedding_ms:.0f} ms, "
+                 f"clustering {t.clustering_ms:.0f} ms")
+    return "\n".join(lines)
+
+
+def _winner(r: SmoothResult) -> int | None:
+    return next((s.cluster for s in r.samples if s.selected), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "synth":
+            from shared.benchmarks.shapes import write_set
+
+            qs = write_set(args.seed, args.count, args.out)
+            print(f"wrote {args.count} images and {len(qs)} questions to {args.out / 'questions.jsonl'}")
+            return 0
+        result = defend(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"smoothguard: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The one settings class. Nothing else in the project reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_MODEL = ASSETS / "demo-llava"
+DEMO_IMAGE = ASSETS / "demo.png"
+
+
+class Settings(BaseSettings):
+    """Read from ``SMOOTHGUARD_*`` environment variables (or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="SMOOTHGUARD_", env_file=".env", extra="ignore")
+
+    model: str = str(DEMO_MODEL)
+    embedder: str = "sentence-transformers:all-MiniLM-L6-v2"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
+    max_batch_size: int = 32  # candidates per generate() call; a round is chunked only by this
+    hf_offline: bool = True  # never reach a model hub at run time
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,107 @@
+"""SmoothGuard: randomized smoothing for a multimodal LLM (Su et al., 2025), with consensus
+statistics and adaptive sampling.
+
+The pieces the service distributes over workers — ``plan_round`` (which candidates), a
+generator call (ONE batch per round), ``aggregate`` (vote and bound) and ``next_step`` (stop or
+go on) — are composed in-process by ``SmoothGuard.run`` for the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any, Sequence
+
+import numpy as np
+
+from shared.smoothing.aggregate import summarize, vote
+from shared.smoothing.consensus import consensus, stop_reason
+from shared.smoothing.noise import plan_round
+from shared.smoothing.types import Embedder, Generator, Sample, SmoothConfig, SmoothResult, StopReason, Timings
+
+ABSTAIN_NOTE = "abstained: the consensus lower bound does not clear 1/2"
+
+
+class EmbeddingCache:
+    """Embeds each distinct text once across rounds (answers repeat a lot)."""
+
+    def __init__(self, embedder: Embedder):
+        self.embedder = embedder
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if new:
+            for t, e in zip(new, np.asarray(self.embedder.embed(new), dtype=np.float32)):
+                self._cache[t] = e
+        return np.stack([self._cache[t] for t in texts])
+
+
+def aggregate(samples: list[Sample], embed: EmbeddingCache, config: SmoothConfig, *, rounds: int,
+              stop: StopReason, generator: str, timings: Timings | None = None) -> SmoothResult:
+    """Vote over ``samples`` (updated in place with cluster, cosine and selection) into a result."""
+    timings = timings or Timings()
+    texts = [s.text for s in samples]
+    t0 = time.perf_counter()
+    emb = embed(texts)
+    answer_emb = embed(list(config.answer_set)) if config.answer_set else None
+    t1 = time.perf_counter()
+    v = vote(texts, emb, config, answer_emb)
+    timings.embedding_ms += (t1 - t0) * 1e3
+    timings.clustering_ms += (time.perf_counter() - t1) * 1e3
+    noisy = np.array([not s.is_clean for s in samples])
+    for i, s in enumerate(samples):
+        s.cluster, s.cosine_to_centroid = int(v.labels[i]), float(v.cosine[i])
+        s.selected = i == v.chosen
+        s.answer_label = v.answer_labels[i] if v.answer_labels else None
+    k = int(((v.labels == v.winner) & noisy).sum())
+    label = v.answer_labels[v.chosen] if v.answer_labels else None
+    certify = label is not None and label != "other"
+    cons = consensus(k, int(noisy.sum()), config.round_alpha, sigma=config.sigma if certify else None,
+                     space=config.noise_space)
+    return SmoothResult(
+        answer=texts[v.chosen], selected_index=samples[v.chosen].index, abstained=cons.abstained,
+        consensus=cons, clusters=summarize(v, texts, noisy, [s.index for s in samples], config.answer_set),
+        samples=samples, rounds=rounds, samples_spent=len(samples), stop_reason=stop, answer_label=label,
+        generator=generator, embedder=embed.embedder.name, config=asdict(config), timings=timings,
+    )
+
+
+def next_step(result: SmoothResult, config: SmoothConfig) -> StopReason | None:
+    """None to run another round; otherwise why the run ends."""
+    noisy_done = result.consensus.total
+    if not config.adaptive:
+        return "fixed" if noisy_done >= config.num_samples else None
+    reason = stop_reason(result.consensus.count, noisy_done, config.num_samples - noisy_done, config.round_alpha)
+    return reason  # type: ignore[return-value]
+
+
+class SmoothGuard:
+    """The smoothed model: a generator, an embedder and a config; ``run`` answers one input."""
+
+    def __init__(self, generator: Generator, embedder: Embedder, config: SmoothConfig | None = None):
+        self.generator = generator
+        self.embed = EmbeddingCache(embedder)
+        self.config = config or SmoothConfig()
+
+    def run(self, media: Any, prompt: str) -> SmoothResult:
+        cfg = self.config
+        if cfg.noise_space not in self.generator.noise_spaces:
+            raise ValueError(f"{self.generator.name} supports noise spaces {self.generator.noise_spaces}, "
+                             f"not {cfg.noise_space!r}")
+        samples: list[Sample] = []
+        timings = Timings()
+        round_index = 0
+        while True:
+            specs = plan_round(cfg, round_index)
+            t0 = time.perf_counter()
+            gens = self.generator.generate(media, prompt, specs, max_new_tokens=cfg.max_new_tokens)
+            timings.generation_ms += (time.perf_counter() - t0) * 1e3
+            samples.extend(Sample.from_generation(s, g) for s, g in zip(specs, gens, strict=True))
+            round_index += 1
+            result = aggregate(samples, self.embed, cfg, rounds=round_index, stop="fixed",
+                               generator=self.generator.name, timings=timings)
+            reason = next_step(result, cfg)
+            if reason is not None:
+                result.stop_reason = reason
+                return result

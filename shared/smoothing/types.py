@@ -1,0 +1,193 @@
+"""Value types of the smoothing core: configuration, candidate specs, samples and results.
+
+Noise spaces: ``normalized`` — σ in the units of the processor's ``pixel_values`` (after
+mean/std normalisation; the paper's placement); ``pixel`` — σ in [0, 1] pixel units, image
+clipped to [0, 1] before processing; ``waveform`` — σ in the units of the raw float waveform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Sequence
+
+import numpy as np
+
+NoiseSpace = Literal["normalized", "pixel", "waveform"]
+ClusteringMethod = Literal["kmeans", "agglomerative"]
+StopReason = Literal["fixed", "decided", "futile", "budget"]
+NOISE_SPACES: tuple[str, ...] = ("normalized", "pixel", "waveform")
+CLUSTERING_METHODS: tuple[str, ...] = ("kmeans", "agglomerative")
+YES_NO: tuple[str, ...] = ("yes", "no")
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class SmoothConfig:
+    """One defense request. Defaults are the paper's (σ=0.1 normalised, 10 noisy + clean, KMeans k=2).
+
+    With ``adaptive`` the core generates rounds of ``round_size`` noisy candidates and stops as
+    soon as the consensus bound decides; ``num_samples`` is then the budget of noisy candidates.
+    """
+
+    sigma: float = 0.1
+    num_samples: int = 10
+    include_clean: bool = True
+    noise_space: NoiseSpace = "normalized"
+    clustering: ClusteringMethod = "kmeans"
+    n_clusters: int = 2
+    distance_threshold: float = 0.3
+    alpha: float = 0.05
+    adaptive: bool = False
+    round_size: int = 8
+    seed: int = 0
+    max_new_tokens: int = 128
+    answer_set: tuple[str, ...] | None = None
+    match_threshold: float = 0.7
+    prefer_refusal: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.sigma >= 0, "sigma must be >= 0")
+        _check(self.num_samples >= 1, "num_samples must be >= 1")
+        _check(self.noise_space in NOISE_SPACES, f"noise_space must be one of {NOISE_SPACES}")
+        _check(self.clustering in CLUSTERING_METHODS, f"clustering must be one of {CLUSTERING_METHODS}")
+        _check(self.n_clusters >= 2, "n_clusters must be >= 2")
+        _check(0 < self.distance_threshold <= 2, "distance_threshold must be in (0, 2]")
+        _check(0 < self.alpha < 0.5, "alpha must be in (0, 0.5)")
+        _check(self.round_size >= 1, "round_size must be >= 1")
+        _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
+        _check(0 < self.match_threshold <= 1, "match_threshold must be in (0, 1]")
+        if self.answer_set is not None:
+            _check(len(self.answer_set) >= 2, "answer_set needs at least two answers")
+            _check(len(set(a.strip().lower() for a in self.answer_set)) == len(self.answer_set),
+                   "answer_set entries must be distinct")
+
+    @property
+    def max_rounds(self) -> int:
+        return -(-self.num_samples // self.round_size) if self.adaptive else 1
+
+    @property
+    def round_alpha(self) -> float:
+        """α per look: Bonferroni over the rounds, so stopping early keeps the overall level α."""
+        return self.alpha / self.max_rounds
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """Everything needed to regenerate one candidate's input bit-for-bit (on the same hardware)."""
+
+    index: int
+    round: int
+    seed: int | None
+    sigma: float
+    noise_space: NoiseSpace
+    is_clean: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    num_tokens: int
+    generation_ms: float  # wall time of the batched call that produced it, divided by its batch size
+
+
+@dataclass
+class Sample:
+    """One candidate with its provenance and, after aggregation, its place in the vote."""
+
+    index: int
+    round: int
+    seed: int | None
+    sigma: float
+    noise_space: str
+    is_clean: bool
+    text: str
+    num_tokens: int
+    generation_ms: float
+    cluster: int | None = None
+    cosine_to_centroid: float | None = None
+    selected: bool = False
+    answer_label: str | None = None
+
+    @classmethod
+    def from_generation(cls, spec: CandidateSpec, gen: Generation) -> Sample:
+        return cls(spec.index, spec.round, spec.seed, spec.sigma, spec.noise_space, spec.is_clean,
+                   gen.text, gen.num_tokens, gen.generation_ms)
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    cluster: int
+    size: int
+    noisy_size: int
+    representative: int  # index of the member closest to the cluster mean
+    text: str
+    label: str | None = None  # closed-answer mode: the answer this cluster stands for
+    refusal: bool = False
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """Majority share among the noisy candidates and its one-sided Clopper–Pearson bounds.
+
+    The clean candidate joins the clustering (as in the paper) but not the counts: only the
+    noisy draws are i.i.d. samples of the smoothed classifier.
+    """
+
+    count: int
+    total: int
+    share: float
+    lower_bound: float
+    upper_bound: float
+    alpha: float
+    abstained: bool
+    certified_radius: float | None = None  # closed-answer mode only: σ·Φ⁻¹(lower_bound)
+    radius_space: str | None = None
+
+
+@dataclass
+class Timings:
+    generation_ms: float = 0.0
+    embedding_ms: float = 0.0
+    clustering_ms: float = 0.0
+
+
+@dataclass
+class SmoothResult:
+    answer: str
+    selected_index: int
+    abstained: bool
+    consensus: Consensus
+    clusters: list[ClusterSummary]
+    samples: list[Sample]
+    rounds: int
+    samples_spent: int
+    stop_reason: StopReason
+    answer_label: str | None
+    generator: str
+    embedder: str
+    config: dict[str, Any]
+    timings: Timings = field(default_factory=Timings)
+
+
+class Generator(Protocol):
+    """An MLLM behind a batch interface: one call, one batch of candidates, one text each."""
+
+    name: str
+    modality: Literal["image", "audio"]
+    noise_spaces: tuple[str, ...]
+
+    def generate(self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *,
+                 max_new_tokens: int) -> list[Generation]: ...
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), dim]`` float32 embeddings."""
+        ...
