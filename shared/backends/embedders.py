@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -43,7 +42,8 @@ class MeanPoolEmbedder:
         self.name = f"hf-mean:{name}"
         self.device = resolve_device(device)
         self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(name if not Path(name).exists() else str(Path(name)))
+        self.tokenizer = AutoTokenizer.from_pretrained(name)
+        self.tokenizer.padding_side = "right"  # absolute positions (BERT, RoBERTa) must not shift
         self.model = AutoModel.from_pretrained(name).to(self.device).eval()
 
     @torch.inference_mode()

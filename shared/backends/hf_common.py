@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature
+import transformers
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, BatchFeature
 
 from shared.backends.torch_device import resolve_device, resolve_dtype, synchronize
 from shared.smoothing.types import Generation
@@ -14,10 +17,36 @@ from shared.smoothing.types import Generation
 
 def load_model(model_path: str, device: str, dtype: str, auto_class: Any = AutoModelForImageTextToText):
     dev = resolve_device(device)
-    processor = AutoProcessor.from_pretrained(model_path)
+    processor = load_processor(model_path)
     processor.tokenizer.padding_side = "left"  # decoder-only batches generate from the right edge
     model = auto_class.from_pretrained(model_path, dtype=resolve_dtype(dtype, dev)).to(dev).eval()
     return processor, model, dev
+
+
+def load_processor(model_path: str) -> Any:
+    """``AutoProcessor``, or — where the video processor cannot load (Qwen-VL without
+    torchvision, as on a CPU-only torch build) — the same processor class without it."""
+    try:
+        return AutoProcessor.from_pretrained(model_path)
+    except (AttributeError, ImportError):
+        config = Path(model_path) / "processor_config.json"
+        cls = getattr(transformers, json.loads(config.read_text())["processor_class"]) if config.is_file() else None
+        if cls is None or not any("video" in a for a in cls.get_attributes()):
+            raise
+        return _image_only_processor(model_path, cls)
+
+
+def _image_only_processor(model_path: str, cls: Any) -> Any:
+
+    class ImageOnly(cls):  # type: ignore[misc, valid-type]
+        def check_argument_for_proper_class(self, name: str, arg: Any) -> Any:
+            return None if arg is None else super().check_argument_for_proper_class(name, arg)
+
+    template = Path(model_path) / "chat_template.jinja"
+    kwargs = {a: None for a in cls.get_attributes() if "video" in a}
+    return ImageOnly(image_processor=AutoImageProcessor.from_pretrained(model_path),
+                     tokenizer=AutoTokenizer.from_pretrained(model_path),
+                     chat_template=template.read_text() if template.is_file() else None, **kwargs)
 
 
 def repeat_batch(inputs: BatchFeature, count: int, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:

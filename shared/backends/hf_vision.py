@@ -56,3 +56,15 @@ class HFVisionGenerator:
             out += generate_batch(self.model, self.processor, self.prepare(media, prompt, part), self.device,
                                   max_new_tokens)
         return out
+
+    def answer_batch(self, images: Sequence[Image.Image], prompts: Sequence[str], *,
+                     max_new_tokens: int) -> list[Generation]:
+        """Undefended answers to many (image, prompt) pairs, left-padded into batched calls."""
+        out: list[Generation] = []
+        pairs = list(zip(images, prompts, strict=True))
+        for part in chunks(pairs, self.max_batch_size):
+            enc = self.processor(images=[im.convert("RGB") for im, _ in part],
+                                 text=[self.chat_text(p) for _, p in part], return_tensors="pt", padding=True)
+            batch = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+            out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
+        return out

@@ -1,0 +1,36 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def llava_path(tmp_path_factory):
+    from tests.checkpoints import save_llava
+
+    return str(save_llava(tmp_path_factory.mktemp("tiny-llava")))
+
+
+@pytest.fixture(scope="session")
+def qwen_vl_path(tmp_path_factory):
+    from tests.checkpoints import save_qwen25_vl
+
+    return str(save_qwen25_vl(tmp_path_factory.mktemp("tiny-qwen25-vl")))
+
+
+@pytest.fixture(scope="session")
+def qwen_audio_path(tmp_path_factory):
+    from tests.checkpoints import save_qwen2_audio
+
+    return str(save_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio")))
+
+
+@pytest.fixture(scope="session")
+def shapes_image():
+    import random
+
+    from shared.benchmarks.shapes import random_scene, render
+
+    return render(random_scene(random.Random(3)))
