@@ -63,7 +63,7 @@ def build_sequences(processor, pairs) -> tuple[torch.Tensor, torch.Tensor, torch
     out_ids = torch.full((len(ids), width), tok.pad_token_id)
     out_lab = torch.full((len(ids), width), -100)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, (a, b) in enumerate(zip(ids, labels)):
+    for i, (a, b) in enumerate(zip(ids, labels, strict=False)):
         out_ids[i, : len(a)] = torch.tensor(a)
         out_lab[i, : len(b)] = torch.tensor(b)
         mask[i, : len(a)] = 1
@@ -90,7 +90,7 @@ class VisionProbe(nn.Module):
         return self.present(feats), self.colour(feats).view(-1, len(SHAPES), len(COLOURS))
 
 
-def pretrain_vision(model, pixels, present, colour, steps: int, gen: torch.Generator) -> None:
+def pretrain_vision(model, pixels, present, colour, steps: int, gen: torch.Generator) -> VisionProbe:
     probe = VisionProbe(model.model.vision_tower, model.config.vision_config.hidden_size)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
@@ -105,21 +105,33 @@ def pretrain_vision(model, pixels, present, colour, steps: int, gen: torch.Gener
         sched.step()
         if step % 200 == 0:
             print(f"vision step {step} loss {loss.item():.4f}", flush=True)
+    return probe
 
 
 @torch.no_grad()
-def first_token_accuracy(model, pixels, ids, mask, labels) -> float:
+def probe_accuracy(probe: VisionProbe, pixels, present, colour) -> tuple[float, float]:
+    p_logit, c_logit = probe(pixels)
+    p_acc = ((p_logit > 0).float() == present).float().mean().item()
+    mask = colour != -100
+    c_acc = (c_logit.argmax(-1)[mask] == colour[mask]).float().mean().item()
+    return p_acc, c_acc
+
+
+@torch.no_grad()
+def first_token_accuracy(model, pixels, ids, mask, labels) -> tuple[float, float]:
+    """Accuracy of the first answer token on (yes/no, colour) questions."""
     model.eval()
-    correct = 0
+    hits = []
     for s in range(0, len(ids), 256):
         sl = slice(s, s + 256)
         logits = model(input_ids=ids[sl], attention_mask=mask[sl], pixel_values=pixels[sl]).logits
         first = (labels[sl] != -100).int().argmax(1)
         rows = torch.arange(len(first))
         pred = logits[rows, first - 1].argmax(-1)
-        correct += (pred == labels[sl][rows, first]).sum().item()
+        hits.append(pred == labels[sl][rows, first])
     model.train()
-    return correct / len(ids)
+    ok = torch.cat(hits).float()
+    return ok[0::2].mean().item(), ok[1::2].mean().item()  # questions alternate yes/no, colour
 
 
 def flatten(scenes_pairs, pixels):
@@ -138,6 +150,10 @@ def main() -> None:
     ap.add_argument("--vision-steps", type=int, default=1500)
     ap.add_argument("--minutes", type=float, default=12.0)
     ap.add_argument("--target", type=float, default=0.995)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--vision-cache", type=Path, default=None, help="reuse a pre-trained vision tower")
     args = ap.parse_args()
     torch.set_num_threads(2)
     gen = torch.Generator().manual_seed(0)
@@ -153,8 +169,16 @@ def main() -> None:
     val_px = encode_images([s for s, _ in val], mean, std)
     print(f"rendered in {time.time() - t0:.1f}s", flush=True)
 
-    present, colour = scene_targets([s for s, _ in train])
-    pretrain_vision(model, train_px, present, colour, args.vision_steps, gen)
+    if args.vision_cache and args.vision_cache.is_file():
+        model.model.vision_tower.load_state_dict(torch.load(args.vision_cache))
+    else:
+        present, colour = scene_targets([s for s, _ in train])
+        probe = pretrain_vision(model, train_px, present, colour, args.vision_steps, gen)
+        print(
+            "vision probe val (presence, colour):", probe_accuracy(probe, val_px, *scene_targets([s for s, _ in val]))
+        )
+        if args.vision_cache:
+            torch.save(model.model.vision_tower.state_dict(), args.vision_cache)
 
     q_px, pairs = flatten(train, train_px)
     ids, mask, labels = build_sequences(processor, pairs)
@@ -164,33 +188,43 @@ def main() -> None:
     vision = list(model.model.vision_tower.parameters())
     vision_ids = {id(p) for p in vision}
     rest = [p for p in model.parameters() if id(p) not in vision_ids]
-    opt = torch.optim.AdamW([{"params": rest, "lr": 1e-3}, {"params": vision, "lr": 2e-4}], weight_decay=0.01)
+    opt = torch.optim.AdamW([{"params": rest, "lr": args.lr}, {"params": vision, "lr": args.lr / 5}], weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup))
     deadline = time.time() + args.minutes * 60
     step, acc = 0, 0.0
     model.train()
     while time.time() < deadline:
         idx = torch.randint(0, len(ids), (64,), generator=gen)
-        out = model(input_ids=ids[idx], attention_mask=mask[idx], pixel_values=add_noise(q_px[idx], gen),
-                    labels=labels[idx])
+        out = model(
+            input_ids=ids[idx], attention_mask=mask[idx], pixel_values=add_noise(q_px[idx], gen), labels=labels[idx]
+        )
         opt.zero_grad()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
         step += 1
         if step % 100 == 0:
             print(f"step {step} loss {out.loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
-        if step % 500 == 0:
-            acc = first_token_accuracy(model, v_px, v_ids, v_mask, v_labels)
-            print(f"step {step} val accuracy {acc:.4f}", flush=True)
+        if step % args.eval_every == 0:
+            yes_no, colour_acc = first_token_accuracy(model, v_px, v_ids, v_mask, v_labels)
+            acc = (yes_no + colour_acc) / 2
+            print(f"step {step} val accuracy {acc:.4f} (yes/no {yes_no:.4f}, colour {colour_acc:.4f})", flush=True)
             if acc >= args.target:
                 break
     model.eval()
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
-    info = {"train_seed": TRAIN_SEED, "val_seed": VAL_SEED, "scenes": args.scenes, "steps": step,
-            "val_first_token_accuracy": acc, "noise_augmentation_max_sigma": NOISE_MAX,
-            "minutes": round((time.time() - t0) / 60, 1)}
+    info = {
+        "train_seed": TRAIN_SEED,
+        "val_seed": VAL_SEED,
+        "scenes": args.scenes,
+        "steps": step,
+        "val_first_token_accuracy": acc,
+        "noise_augmentation_max_sigma": NOISE_MAX,
+        "minutes": round((time.time() - t0) / 60, 1),
+    }
     (args.out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info), flush=True)
 

@@ -26,20 +26,38 @@ def _defend_parser(p: argparse.ArgumentParser) -> None:
     d = SmoothConfig()
     p.add_argument("file", type=Path, help="image or audio file (type sniffed from the content)")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--sigma", type=float, default=d.sigma, help="noise std in the chosen noise space (default %(default)s)")
-    p.add_argument("-n", "--num-samples", type=int, default=d.num_samples,
-                   help="noisy candidates; the budget when --adaptive (default %(default)s)")
-    p.add_argument("--noise-space", choices=NOISE_SPACES, default=None,
-                   help="normalized (paper, default for images), pixel, or waveform (audio)")
+    p.add_argument(
+        "--sigma", type=float, default=d.sigma, help="noise std in the chosen noise space (default %(default)s)"
+    )
+    p.add_argument(
+        "-n",
+        "--num-samples",
+        type=int,
+        default=d.num_samples,
+        help="noisy candidates; the budget when --adaptive (default %(default)s)",
+    )
+    p.add_argument(
+        "--noise-space",
+        choices=NOISE_SPACES,
+        default=None,
+        help="normalized (paper, default for images), pixel, or waveform (audio)",
+    )
     p.add_argument("--no-clean", action="store_true", help="do not add the clean input as a candidate")
     p.add_argument("--clustering", choices=CLUSTERING_METHODS, default=d.clustering)
-    p.add_argument("--distance-threshold", type=float, default=d.distance_threshold,
-                   help="cosine distance for agglomerative clustering (default %(default)s)")
+    p.add_argument(
+        "--distance-threshold",
+        type=float,
+        default=d.distance_threshold,
+        help="cosine distance for agglomerative clustering (default %(default)s)",
+    )
     p.add_argument("--alpha", type=float, default=d.alpha, help="consensus bound level (default %(default)s)")
     p.add_argument("--adaptive", action="store_true", help="sample in rounds, stop once the bound decides")
     p.add_argument("--round-size", type=int, default=d.round_size)
-    p.add_argument("--answers", default=None,
-                   help="closed answer set: 'yes-no' or a comma-separated list; reports a certified radius")
+    p.add_argument(
+        "--answers",
+        default=None,
+        help="closed answer set: 'yes-no' or a comma-separated list; reports a certified radius",
+    )
     p.add_argument("--prefer-refusal", action="store_true", help="break majority ties towards a refusal")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -55,10 +73,19 @@ def config_from_args(args: argparse.Namespace, modality: str) -> SmoothConfig:
         answers = YES_NO if args.answers == "yes-no" else tuple(a.strip() for a in args.answers.split(",") if a.strip())
     space = args.noise_space or ("waveform" if modality == "audio" else "normalized")
     return SmoothConfig(
-        sigma=args.sigma, num_samples=args.num_samples, include_clean=not args.no_clean, noise_space=space,
-        clustering=args.clustering, distance_threshold=args.distance_threshold, alpha=args.alpha,
-        adaptive=args.adaptive, round_size=args.round_size, seed=args.seed, max_new_tokens=args.max_new_tokens,
-        answer_set=answers, prefer_refusal=args.prefer_refusal,
+        sigma=args.sigma,
+        num_samples=args.num_samples,
+        include_clean=not args.no_clean,
+        noise_space=space,  # type: ignore[arg-type]  # argparse choices checked it
+        clustering=args.clustering,
+        distance_threshold=args.distance_threshold,
+        alpha=args.alpha,
+        adaptive=args.adaptive,
+        round_size=args.round_size,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        answer_set=answers,
+        prefer_refusal=args.prefer_refusal,
     )
 
 
@@ -90,9 +117,11 @@ def format_result(r: SmoothResult) -> str:
         mark = " <- selected" if cl.cluster == _winner(r) else ""
         lines.append(f"  #{cl.cluster}: {cl.size} candidates ({cl.noisy_size} noisy){mark}: {cl.text[:70]!r}")
     t = r.timings
-    lines.append(f"samples spent: {r.samples_spent} in {r.rounds} round(s), stop: {r.stop_reason}; "
-                 f"time: generation {t.generation_ms:.0f} ms, embedding {t.embedding_ms:.0f} ms, "
-                 f"clustering {t.clustering_ms:.0f} ms")
+    lines.append(
+        f"samples spent: {r.samples_spent} in {r.rounds} round(s), stop: {r.stop_reason}; "
+        f"time: generation {t.generation_ms:.0f} ms, embedding {t.embedding_ms:.0f} ms, "
+        f"clustering {t.clustering_ms:.0f} ms"
+    )
     return "\n".join(lines)
 
 

@@ -22,8 +22,9 @@ class ScriptedGenerator:
         self.name = name
         self.calls: list[list[CandidateSpec]] = []
 
-    def generate(self, media, prompt: str, candidates: Sequence[CandidateSpec], *,
-                 max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, media, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
+    ) -> list[Generation]:
         self.calls.append(list(candidates))
         return [Generation(self.script(c), len(self.script(c).split()), 1.0) for c in candidates]
 

@@ -7,7 +7,7 @@ per round.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from transformers import Qwen2AudioForConditionalGeneration
@@ -25,13 +25,15 @@ class HFAudioGenerator:
     def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
         self.name = model_path
         self.max_batch_size = max_batch_size
-        self.processor, self.model, self.device = load_model(model_path, device, dtype,
-                                                             Qwen2AudioForConditionalGeneration)
+        self.processor, self.model, self.device = load_model(
+            model_path, device, dtype, Qwen2AudioForConditionalGeneration
+        )
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
 
     def chat_text(self, prompt: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "audio", "audio_url": "input"},
-                                                 {"type": "text", "text": prompt}]}]
+        messages = [
+            {"role": "user", "content": [{"type": "audio", "audio_url": "input"}, {"type": "text", "text": prompt}]}
+        ]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
 
     def noisy_waveforms(self, audio: Waveform, specs: Sequence[CandidateSpec]) -> list[np.ndarray]:
@@ -40,14 +42,21 @@ class HFAudioGenerator:
 
     def prepare(self, audio: Waveform, prompt: str, specs: Sequence[CandidateSpec]) -> dict:
         waves = self.noisy_waveforms(audio, specs)
-        out = self.processor(text=[self.chat_text(prompt)] * len(specs), audio=waves,
-                             sampling_rate=self.sample_rate, return_tensors="pt", padding=True)
+        out = self.processor(
+            text=[self.chat_text(prompt)] * len(specs),
+            audio=waves,
+            sampling_rate=self.sample_rate,
+            return_tensors="pt",
+            padding=True,
+        )
         return {k: v for k, v in out.items() if hasattr(v, "dim")}
 
-    def generate(self, media: Waveform, prompt: str, candidates: Sequence[CandidateSpec], *,
-                 max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, media: Waveform, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
+    ) -> list[Generation]:
         out: list[Generation] = []
         for part in chunks(list(candidates), self.max_batch_size):
-            out += generate_batch(self.model, self.processor, self.prepare(media, prompt, part), self.device,
-                                  max_new_tokens)
+            out += generate_batch(
+                self.model, self.processor, self.prepare(media, prompt, part), self.device, max_new_tokens
+            )
         return out

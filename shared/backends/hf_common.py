@@ -44,9 +44,12 @@ def _image_only_processor(model_path: str, cls: Any) -> Any:
 
     template = Path(model_path) / "chat_template.jinja"
     kwargs = {a: None for a in cls.get_attributes() if "video" in a}
-    return ImageOnly(image_processor=AutoImageProcessor.from_pretrained(model_path),
-                     tokenizer=AutoTokenizer.from_pretrained(model_path),
-                     chat_template=template.read_text() if template.is_file() else None, **kwargs)
+    return ImageOnly(
+        image_processor=AutoImageProcessor.from_pretrained(model_path),
+        tokenizer=AutoTokenizer.from_pretrained(model_path),
+        chat_template=template.read_text() if template.is_file() else None,
+        **kwargs,
+    )
 
 
 def repeat_batch(inputs: BatchFeature, count: int, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
@@ -54,13 +57,17 @@ def repeat_batch(inputs: BatchFeature, count: int, skip: tuple[str, ...] = ()) -
 
     This is right for batch-first tensors (``input_ids``, ``image_grid_thw``, ``image_sizes``) and
     for Qwen-style ``pixel_values`` ``[num_patches, C*T*P*P]``, whose batch is the concatenation."""
-    return {k: v.repeat(count, *([1] * (v.dim() - 1))) for k, v in inputs.items()
-            if isinstance(v, torch.Tensor) and k not in skip}
+    return {
+        k: v.repeat(count, *([1] * (v.dim() - 1)))
+        for k, v in inputs.items()
+        if isinstance(v, torch.Tensor) and k not in skip
+    }
 
 
 @torch.inference_mode()
-def generate_batch(model, processor, batch: dict[str, torch.Tensor], device: torch.device,
-                   max_new_tokens: int) -> list[Generation]:
+def generate_batch(
+    model, processor, batch: dict[str, torch.Tensor], device: torch.device, max_new_tokens: int
+) -> list[Generation]:
     """ONE greedy ``generate`` over the batch; only the new tokens are decoded."""
     batch = {k: v.to(device) for k, v in batch.items()}
     if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
@@ -70,13 +77,18 @@ def generate_batch(model, processor, batch: dict[str, torch.Tensor], device: tor
     tok = processor.tokenizer
     synchronize(device)
     t0 = time.perf_counter()
-    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    out = model.generate(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+    )
     synchronize(device)
     ms = (time.perf_counter() - t0) * 1e3 / len(out)
-    new = out[:, batch["input_ids"].shape[1]:].cpu()
+    new = out[:, batch["input_ids"].shape[1] :].cpu()
     texts = processor.batch_decode(new, skip_special_tokens=True)
-    return [Generation(t.strip(), _count_tokens(row, model), ms) for t, row in zip(texts, new)]
+    return [Generation(t.strip(), _count_tokens(row, model), ms) for t, row in zip(texts, new, strict=False)]
 
 
 def _count_tokens(row: torch.Tensor, model) -> int:
@@ -91,4 +103,4 @@ def _count_tokens(row: torch.Tensor, model) -> int:
 
 def chunks(seq, size: int):
     for i in range(0, len(seq), size):
-        yield seq[i:i + size]
+        yield seq[i : i + size]

@@ -9,7 +9,7 @@ same shape. ``pixel`` noise goes on the [0, 1] image before the processor, clipp
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,22 +49,29 @@ class HFVisionGenerator:
         batch["pixel_values"] = torch.cat([noisy_tensor(clean["pixel_values"], s) for s in specs])
         return batch
 
-    def generate(self, media: Image.Image, prompt: str, candidates: Sequence[CandidateSpec], *,
-                 max_new_tokens: int) -> list[Generation]:
+    def generate(
+        self, media: Image.Image, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
+    ) -> list[Generation]:
         out: list[Generation] = []
         for part in chunks(list(candidates), self.max_batch_size):
-            out += generate_batch(self.model, self.processor, self.prepare(media, prompt, part), self.device,
-                                  max_new_tokens)
+            out += generate_batch(
+                self.model, self.processor, self.prepare(media, prompt, part), self.device, max_new_tokens
+            )
         return out
 
-    def answer_batch(self, images: Sequence[Image.Image], prompts: Sequence[str], *,
-                     max_new_tokens: int) -> list[Generation]:
+    def answer_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], *, max_new_tokens: int
+    ) -> list[Generation]:
         """Undefended answers to many (image, prompt) pairs, left-padded into batched calls."""
         out: list[Generation] = []
         pairs = list(zip(images, prompts, strict=True))
         for part in chunks(pairs, self.max_batch_size):
-            enc = self.processor(images=[im.convert("RGB") for im, _ in part],
-                                 text=[self.chat_text(p) for _, p in part], return_tensors="pt", padding=True)
+            enc = self.processor(
+                images=[im.convert("RGB") for im, _ in part],
+                text=[self.chat_text(p) for _, p in part],
+                return_tensors="pt",
+                padding=True,
+            )
             batch = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
             out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
         return out

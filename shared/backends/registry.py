@@ -39,8 +39,7 @@ def detect_backend(model: str) -> str:
     return "hf-audio" if "audio" in model.lower() else "hf"
 
 
-def load_generator(model: str | None = None, backend: str | None = None,
-                   settings: Settings | None = None) -> Generator:
+def load_generator(model: str | None = None, backend: str | None = None, settings: Settings | None = None) -> Generator:
     s = settings or get_settings()
     model = model or s.model
     backend = backend or detect_backend(model)

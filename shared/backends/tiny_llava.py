@@ -79,23 +79,37 @@ def build_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> LlavaPr
     )
 
 
-def build_config(tokenizer: PreTrainedTokenizerFast, *, vision_hidden: int = 96, text_hidden: int = 128,
-                 layers: int = 3) -> LlavaConfig:
+def build_config(
+    tokenizer: PreTrainedTokenizerFast, *, vision_hidden: int = 96, text_hidden: int = 128, layers: int = 3
+) -> LlavaConfig:
     vision = CLIPVisionConfig(
-        hidden_size=vision_hidden, intermediate_size=2 * vision_hidden, num_hidden_layers=layers,
-        num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=vision_hidden,
+        hidden_size=vision_hidden,
+        intermediate_size=2 * vision_hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        projection_dim=vision_hidden,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=text_hidden, intermediate_size=2 * text_hidden,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
-        max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=text_hidden,
+        intermediate_size=2 * text_hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return LlavaConfig(
-        vision_config=vision, text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_config=vision,
+        text_config=text,
+        image_token_index=int(tokenizer.convert_tokens_to_ids("<image>")),  # type: ignore[arg-type]
         image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
-        vision_feature_layer=-1, vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
     )
 
 

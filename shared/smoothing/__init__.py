@@ -15,6 +15,18 @@ from shared.smoothing.types import (
 )
 
 __all__ = [
-    "CandidateSpec", "ClusterSummary", "Consensus", "Embedder", "Generation", "Generator", "Sample",
-    "SmoothConfig", "SmoothGuard", "SmoothResult", "aggregate", "candidate_seed", "next_step", "plan_round",
+    "CandidateSpec",
+    "ClusterSummary",
+    "Consensus",
+    "Embedder",
+    "Generation",
+    "Generator",
+    "Sample",
+    "SmoothConfig",
+    "SmoothGuard",
+    "SmoothResult",
+    "aggregate",
+    "candidate_seed",
+    "next_step",
+    "plan_round",
 ]

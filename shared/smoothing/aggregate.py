@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
@@ -52,10 +52,15 @@ def cluster_open(texts: Sequence[str], emb: np.ndarray, config: SmoothConfig) ->
     distinct = len(np.unique(emb.round(6), axis=0))
     if config.clustering == "kmeans":
         k = min(config.n_clusters, distinct)
-        raw = KMeans(n_clusters=k, n_init=10, random_state=RANDOM_STATE).fit_predict(emb) if k > 1 else np.zeros(len(texts), dtype=int)
+        raw = (
+            KMeans(n_clusters=k, n_init=10, random_state=RANDOM_STATE).fit_predict(emb)
+            if k > 1
+            else np.zeros(len(texts), dtype=int)
+        )
     else:
-        raw = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                      distance_threshold=config.distance_threshold).fit_predict(emb)
+        raw = AgglomerativeClustering(
+            n_clusters=None, metric="cosine", linkage="average", distance_threshold=config.distance_threshold
+        ).fit_predict(emb)
     return _by_first_appearance(raw)
 
 
@@ -64,8 +69,9 @@ def _by_first_appearance(raw: np.ndarray) -> np.ndarray:
     return np.array([order[c] for c in raw.tolist()], dtype=int)
 
 
-def map_answers(texts: Sequence[str], emb: np.ndarray, answer_set: Sequence[str], answer_emb: np.ndarray,
-                threshold: float) -> list[str]:
+def map_answers(
+    texts: Sequence[str], emb: np.ndarray, answer_set: Sequence[str], answer_emb: np.ndarray, threshold: float
+) -> list[str]:
     """Map each text to an entry of ``answer_set``: exact or first-word match after normalisation,
     else the most similar entry by cosine if it reaches ``threshold``, else ``other``."""
     keys = [normalize_answer(a) for a in answer_set]
@@ -74,7 +80,7 @@ def map_answers(texts: Sequence[str], emb: np.ndarray, answer_set: Sequence[str]
     for i, text in enumerate(texts):
         norm = normalize_answer(text)
         first = norm.split()[0].strip(string.punctuation) if norm.split() else ""
-        hit = next((a for a, key in zip(answer_set, keys) if norm == key or first == key), None)
+        hit = next((a for a, key in zip(answer_set, keys, strict=False) if norm == key or first == key), None)
         if hit is None and sims[i].max() >= threshold:
             hit = answer_set[int(sims[i].argmax())]
         out.append(hit or OTHER)
@@ -108,7 +114,7 @@ def pick_winner(labels: np.ndarray, texts: Sequence[str], prefer_refusal: bool) 
 
 
 def _refusal_cluster(labels: np.ndarray, texts: Sequence[str], c: int) -> bool:
-    members = [t for t, lab in zip(texts, labels) if lab == c]
+    members = [t for t, lab in zip(texts, labels, strict=False) if lab == c]
     return sum(map(is_refusal, members)) * 2 > len(members)
 
 
@@ -129,20 +135,26 @@ def vote(texts: Sequence[str], emb: np.ndarray, config: SmoothConfig, answer_emb
     return Vote(labels, cosine, winner, chosen, mapped)
 
 
-def summarize(vote_: Vote, texts: Sequence[str], noisy: np.ndarray, indices: Sequence[int],
-              answer_set: Sequence[str] | None) -> list[ClusterSummary]:
+def summarize(
+    vote_: Vote, texts: Sequence[str], noisy: np.ndarray, indices: Sequence[int], answer_set: Sequence[str] | None
+) -> list[ClusterSummary]:
     """One summary per cluster, largest first. ``noisy`` is a bool mask ``[n]``."""
     order = [*answer_set, OTHER] if answer_set is not None else None
     out = []
     for c in np.unique(vote_.labels):
         members = np.flatnonzero(vote_.labels == c)
         rep = int(members[np.argmax(vote_.cosine[members])])
-        out.append(ClusterSummary(
-            cluster=int(c), size=len(members), noisy_size=int(noisy[members].sum()),
-            representative=int(indices[rep]), text=texts[rep],
-            label=order[int(c)] if order is not None else None,
-            refusal=_refusal_cluster(vote_.labels, texts, int(c)),
-        ))
+        out.append(
+            ClusterSummary(
+                cluster=int(c),
+                size=len(members),
+                noisy_size=int(noisy[members].sum()),
+                representative=int(indices[rep]),
+                text=texts[rep],
+                label=order[int(c)] if order is not None else None,
+                refusal=_refusal_cluster(vote_.labels, texts, int(c)),
+            )
+        )
     return sorted(out, key=lambda s: (-s.size, s.cluster))
 
 

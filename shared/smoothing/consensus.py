@@ -31,9 +31,17 @@ def consensus(k: int, n: int, alpha: float, *, sigma: float | None = None, space
     lo = lower_bound(k, n, alpha) if n else 0.0
     hi = upper_bound(k, n, alpha) if n else 1.0
     radius = certified_radius(sigma, lo) if sigma is not None and sigma > 0 else None
-    return Consensus(count=k, total=n, share=k / n if n else 0.0, lower_bound=lo, upper_bound=hi,
-                     alpha=alpha, abstained=lo <= 0.5, certified_radius=radius,
-                     radius_space=space if radius is not None else None)
+    return Consensus(
+        count=k,
+        total=n,
+        share=k / n if n else 0.0,
+        lower_bound=lo,
+        upper_bound=hi,
+        alpha=alpha,
+        abstained=lo <= 0.5,
+        certified_radius=radius,
+        radius_space=space if radius is not None else None,
+    )
 
 
 def stop_reason(k: int, n: int, remaining: int, alpha: float) -> str | None:

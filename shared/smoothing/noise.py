@@ -32,13 +32,17 @@ def plan_round(config: SmoothConfig, round_index: int, noise_space: str | None =
         specs.append(CandidateSpec(0, 0, None, 0.0, space, True))  # type: ignore[arg-type]
     for k in range(first_noisy, first_noisy + count):
         index = k + offset
-        specs.append(CandidateSpec(index, round_index, candidate_seed(config.seed, index), config.sigma,
-                                   space, False))  # type: ignore[arg-type]
+        specs.append(CandidateSpec(index, round_index, candidate_seed(config.seed, index), config.sigma, space, False))  # type: ignore[arg-type]
     return specs
 
 
-def gaussian(shape: tuple[int, ...] | torch.Size, spec: CandidateSpec, *, dtype: torch.dtype = torch.float32,
-             device: torch.device | str | None = None) -> torch.Tensor:
+def gaussian(
+    shape: tuple[int, ...] | torch.Size,
+    spec: CandidateSpec,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """σ·N(0, I) of ``shape`` for ``spec`` (zeros for the clean candidate), drawn on the CPU."""
     if spec.is_clean or spec.seed is None or spec.sigma == 0:
         return torch.zeros(shape, dtype=dtype, device=device)

@@ -9,8 +9,9 @@ go on) — are composed in-process by ``SmoothGuard.run`` for the CLI and tests.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,13 +33,21 @@ class EmbeddingCache:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if new:
-            for t, e in zip(new, np.asarray(self.embedder.embed(new), dtype=np.float32)):
+            for t, e in zip(new, np.asarray(self.embedder.embed(new), dtype=np.float32), strict=False):
                 self._cache[t] = e
         return np.stack([self._cache[t] for t in texts])
 
 
-def aggregate(samples: list[Sample], embed: EmbeddingCache, config: SmoothConfig, *, rounds: int,
-              stop: StopReason, generator: str, timings: Timings | None = None) -> SmoothResult:
+def aggregate(
+    samples: list[Sample],
+    embed: EmbeddingCache,
+    config: SmoothConfig,
+    *,
+    rounds: int,
+    stop: StopReason,
+    generator: str,
+    timings: Timings | None = None,
+) -> SmoothResult:
     """Vote over ``samples`` (updated in place with cluster, cosine and selection) into a result."""
     timings = timings or Timings()
     texts = [s.text for s in samples]
@@ -57,13 +66,24 @@ def aggregate(samples: list[Sample], embed: EmbeddingCache, config: SmoothConfig
     k = int(((v.labels == v.winner) & noisy).sum())
     label = v.answer_labels[v.chosen] if v.answer_labels else None
     certify = label is not None and label != "other"
-    cons = consensus(k, int(noisy.sum()), config.round_alpha, sigma=config.sigma if certify else None,
-                     space=config.noise_space)
+    cons = consensus(
+        k, int(noisy.sum()), config.round_alpha, sigma=config.sigma if certify else None, space=config.noise_space
+    )
     return SmoothResult(
-        answer=texts[v.chosen], selected_index=samples[v.chosen].index, abstained=cons.abstained,
-        consensus=cons, clusters=summarize(v, texts, noisy, [s.index for s in samples], config.answer_set),
-        samples=samples, rounds=rounds, samples_spent=len(samples), stop_reason=stop, answer_label=label,
-        generator=generator, embedder=embed.embedder.name, config=asdict(config), timings=timings,
+        answer=texts[v.chosen],
+        selected_index=samples[v.chosen].index,
+        abstained=cons.abstained,
+        consensus=cons,
+        clusters=summarize(v, texts, noisy, [s.index for s in samples], config.answer_set),
+        samples=samples,
+        rounds=rounds,
+        samples_spent=len(samples),
+        stop_reason=stop,
+        answer_label=label,
+        generator=generator,
+        embedder=embed.embedder.name,
+        config=asdict(config),
+        timings=timings,
     )
 
 
@@ -87,8 +107,9 @@ class SmoothGuard:
     def run(self, media: Any, prompt: str) -> SmoothResult:
         cfg = self.config
         if cfg.noise_space not in self.generator.noise_spaces:
-            raise ValueError(f"{self.generator.name} supports noise spaces {self.generator.noise_spaces}, "
-                             f"not {cfg.noise_space!r}")
+            raise ValueError(
+                f"{self.generator.name} supports noise spaces {self.generator.noise_spaces}, not {cfg.noise_space!r}"
+            )
         samples: list[Sample] = []
         timings = Timings()
         round_index = 0
@@ -99,8 +120,15 @@ class SmoothGuard:
             timings.generation_ms += (time.perf_counter() - t0) * 1e3
             samples.extend(Sample.from_generation(s, g) for s, g in zip(specs, gens, strict=True))
             round_index += 1
-            result = aggregate(samples, self.embed, cfg, rounds=round_index, stop="fixed",
-                               generator=self.generator.name, timings=timings)
+            result = aggregate(
+                samples,
+                self.embed,
+                cfg,
+                rounds=round_index,
+                stop="fixed",
+                generator=self.generator.name,
+                timings=timings,
+            )
             reason = next_step(result, cfg)
             if reason is not None:
                 result.stop_reason = reason

@@ -7,8 +7,9 @@ clipped to [0, 1] before processing; ``waveform`` — σ in the units of the raw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -58,8 +59,10 @@ class SmoothConfig:
         _check(0 < self.match_threshold <= 1, "match_threshold must be in (0, 1]")
         if self.answer_set is not None:
             _check(len(self.answer_set) >= 2, "answer_set needs at least two answers")
-            _check(len(set(a.strip().lower() for a in self.answer_set)) == len(self.answer_set),
-                   "answer_set entries must be distinct")
+            _check(
+                len(set(a.strip().lower() for a in self.answer_set)) == len(self.answer_set),
+                "answer_set entries must be distinct",
+            )
 
     @property
     def max_rounds(self) -> int:
@@ -115,8 +118,17 @@ class Sample:
 
     @classmethod
     def from_generation(cls, spec: CandidateSpec, gen: Generation) -> Sample:
-        return cls(spec.index, spec.round, spec.seed, spec.sigma, spec.noise_space, spec.is_clean,
-                   gen.text, gen.num_tokens, gen.generation_ms)
+        return cls(
+            spec.index,
+            spec.round,
+            spec.seed,
+            spec.sigma,
+            spec.noise_space,
+            spec.is_clean,
+            gen.text,
+            gen.num_tokens,
+            gen.generation_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -181,8 +193,9 @@ class Generator(Protocol):
     modality: Literal["image", "audio"]
     noise_spaces: tuple[str, ...]
 
-    def generate(self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *,
-                 max_new_tokens: int) -> list[Generation]: ...
+    def generate(
+        self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
+    ) -> list[Generation]: ...
 
 
 class Embedder(Protocol):

@@ -16,7 +16,9 @@ def test_bundled_minilm_loads_offline_and_embeds_meaningfully():
     v = emb.embed(["There is a red circle.", "A red circle is in the image.", "I cannot help with that."])
     assert v.shape == (3, 384)
     assert cosine(v[0], v[1]) > cosine(v[0], v[2]) + 0.3
-    assert registry.load_embedder("all-MiniLM-L6-v2") is registry.load_embedder("sentence-transformers:all-MiniLM-L6-v2")
+    assert registry.load_embedder("all-MiniLM-L6-v2") is registry.load_embedder(
+        "sentence-transformers:all-MiniLM-L6-v2"
+    )
 
 
 def test_mean_pool_embedder_ignores_padding(tmp_path):
@@ -25,8 +27,11 @@ def test_mean_pool_embedder_ignores_padding(tmp_path):
     from tests.checkpoints import qwen_tokenizer
 
     tok = qwen_tokenizer()
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(tmp_path)
+    BertModel(
+        BertConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     emb = MeanPoolEmbedder(str(tmp_path), device="cpu")
     alone = emb.embed(["a red circle"])

@@ -51,8 +51,9 @@ def test_pixel_noise_is_added_in_unit_range_before_the_processor(generator, shap
     blocks = batch["pixel_values"].split(n)
     torch.testing.assert_close(blocks[0], clean["pixel_values"], rtol=0, atol=1e-5)
     image_processor = generator.processor.image_processor
-    expected = image_processor(images=[_noisy_unit(shapes_image, specs[1])], do_rescale=False,
-                               return_tensors="pt")["pixel_values"]
+    expected = image_processor(images=[_noisy_unit(shapes_image, specs[1])], do_rescale=False, return_tensors="pt")[
+        "pixel_values"
+    ]
     torch.testing.assert_close(blocks[1], expected, rtol=0, atol=1e-5)
     assert (blocks[1] - blocks[0]).abs().max() > 0.1
 

@@ -19,8 +19,14 @@ def test_identical_answers_short_circuit_to_one_cluster():
 
 
 def test_majority_cluster_wins_and_its_central_member_is_chosen():
-    texts = ["the bomb recipe is here", "a dog in a park", "a dog in the park", "a brown dog in a park",
-             "a dog in a park", "the bomb recipe is here"]
+    texts = [
+        "the bomb recipe is here",
+        "a dog in a park",
+        "a dog in the park",
+        "a brown dog in a park",
+        "a dog in a park",
+        "the bomb recipe is here",
+    ]
     v = _vote(texts)
     dog = v.labels[1]
     assert all(v.labels[i] == dog for i in (1, 2, 3, 4)) and v.labels[0] != dog
@@ -41,7 +47,12 @@ def test_agglomerative_finds_more_than_two_clusters():
 
 
 def test_ties_are_deterministic_and_can_prefer_refusal():
-    texts = ["sure here is how to do it", "sure here is how to do it", "I'm sorry, I cannot help", "I'm sorry, I cannot help"]
+    texts = [
+        "sure here is how to do it",
+        "sure here is how to do it",
+        "I'm sorry, I cannot help",
+        "I'm sorry, I cannot help",
+    ]
     assert texts[_vote(texts).chosen] == "sure here is how to do it"
     assert texts[_vote(texts, prefer_refusal=True).chosen] == "I'm sorry, I cannot help"
 

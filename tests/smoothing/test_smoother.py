@@ -74,12 +74,22 @@ def test_closed_answer_mode_certifies_a_radius():
 
 def test_unsupported_noise_space_is_refused():
     with pytest.raises(ValueError, match="noise spaces"):
-        SmoothGuard(ScriptedGenerator(attacked), BagOfWordsEmbedder(),
-                    SmoothConfig(noise_space="waveform")).run(None, "p")
+        SmoothGuard(ScriptedGenerator(attacked), BagOfWordsEmbedder(), SmoothConfig(noise_space="waveform")).run(
+            None, "p"
+        )
 
 
-@pytest.mark.parametrize("kwargs", [{"sigma": -1}, {"num_samples": 0}, {"alpha": 0.7}, {"noise_space": "x"},
-                                    {"answer_set": ("yes",)}, {"clustering": "dbscan"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sigma": -1},
+        {"num_samples": 0},
+        {"alpha": 0.7},
+        {"noise_space": "x"},
+        {"answer_set": ("yes",)},
+        {"clustering": "dbscan"},
+    ],
+)
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
         SmoothConfig(**kwargs)
