@@ -14,14 +14,25 @@ import argparse
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from shared.backends.tiny_llava import build_model
-from shared.benchmarks.shapes import COLOURS, SHAPES, generate_set, render
+from shared.benchmarks.shapes import (
+    COLOURS,
+    IMAGE_SIZE,
+    SHAPES,
+    Scene,
+    colour_question,
+    existence_question,
+    generate_set,
+    render,
+)
 
 TRAIN_SEED = 1000
 VAL_SEED = 999
@@ -34,28 +45,48 @@ def encode_images(scenes, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor
     return (x - mean[None, :, None, None]) / std[None, :, None, None]
 
 
-def scene_targets(scenes) -> tuple[torch.Tensor, torch.Tensor]:
-    present = torch.zeros(len(scenes), len(SHAPES))
-    colour = torch.full((len(scenes), len(SHAPES)), -100, dtype=torch.long)
+def patch_targets(scenes, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per scene and image patch: the shape covering most of it (``len(SHAPES)`` = background)
+    and that shape's colour (-100 on background)."""
     names = list(COLOURS)
-    for i, s in enumerate(scenes):
-        for p in s.shapes:
-            k = SHAPES.index(p.shape)
-            present[i, k] = 1
-            colour[i, k] = names.index(p.colour)
-    return present, colour
+    grid = IMAGE_SIZE // patch
+    shape_t = torch.full((len(scenes), grid * grid), len(SHAPES), dtype=torch.long)
+    colour_t = torch.full((len(scenes), grid * grid), -100, dtype=torch.long)
+    for i, scene in enumerate(scenes):
+        mask = np.asarray(render_mask(scene)).reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3)
+        mask = mask.reshape(grid * grid, patch * patch)
+        for j, cells in enumerate(mask):
+            values, counts = np.unique(cells, return_counts=True)
+            best = int(values[counts.argmax()])
+            if best < len(scene.shapes) and counts.max() * 3 >= patch * patch:  # a third of the patch
+                shape_t[i, j] = SHAPES.index(scene.shapes[best].shape)
+                colour_t[i, j] = names.index(scene.shapes[best].colour)
+    return shape_t, colour_t
+
+
+def render_mask(scene) -> Image.Image:
+    """The scene with shape ``k`` drawn in grey level ``k`` on a background of 255."""
+    plain = Scene(tuple(replace(s, colour="red") for s in scene.shapes), (255, 255, 255))
+    img = np.asarray(render(plain).convert("RGB"))
+    out = np.full(img.shape[:2], 255, dtype=np.uint8)
+    for k, s in enumerate(scene.shapes):
+        solo = np.asarray(render(Scene((replace(s, colour="red"),), (255, 255, 255))).convert("RGB"))
+        out[(solo != 255).any(-1)] = k
+    return Image.fromarray(out)
 
 
 def build_sequences(processor, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids / attention_mask / labels, right padded, exactly as the processor tokenises."""
+    """input_ids / attention_mask / labels, right padded; prompts tokenised by the processor itself."""
     tok = processor.tokenizer
-    n_img = processor.image_processor.crop_size["height"] // processor.patch_size
+    blank = Image.new("RGB", (64, 64))
+    prompt_ids: dict[str, list[int]] = {}
     ids, labels = [], []
     for prompt, answer in pairs:
-        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(msgs, add_generation_prompt=True)
-        text = text.replace("<image>", "<image>" * (n_img * n_img))
-        p_ids = tok(text, add_special_tokens=False)["input_ids"]
+        if prompt not in prompt_ids:
+            msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            text = processor.apply_chat_template(msgs, add_generation_prompt=True)
+            prompt_ids[prompt] = processor(images=[blank], text=[text])["input_ids"][0]
+        p_ids = list(prompt_ids[prompt])
         a_ids = tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids.append(p_ids + a_ids)
         labels.append([-100] * len(p_ids) + a_ids)
@@ -63,7 +94,7 @@ def build_sequences(processor, pairs) -> tuple[torch.Tensor, torch.Tensor, torch
     out_ids = torch.full((len(ids), width), tok.pad_token_id)
     out_lab = torch.full((len(ids), width), -100)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, (a, b) in enumerate(zip(ids, labels, strict=False)):
+    for i, (a, b) in enumerate(zip(ids, labels, strict=True)):
         out_ids[i, : len(a)] = torch.tensor(a)
         out_lab[i, : len(b)] = torch.tensor(b)
         mask[i, : len(a)] = 1
@@ -78,27 +109,31 @@ def add_noise(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class VisionProbe(nn.Module):
+    """Reads, from every patch token, which shape covers the patch and its colour. The LLaVA
+    projector passes patch tokens on, so the language model can find "the circle" by attention
+    (query: the shape word; keys: patches that say "circle") and read its colour or presence."""
+
     def __init__(self, tower: nn.Module, hidden: int):
         super().__init__()
         self.tower = tower
-        self.present = nn.Linear(2 * hidden, len(SHAPES))
-        self.colour = nn.Linear(2 * hidden, len(SHAPES) * len(COLOURS))
+        self.shape = nn.Linear(hidden, len(SHAPES) + 1)
+        self.colour = nn.Linear(hidden, len(COLOURS))
 
     def forward(self, pixels):
-        h = self.tower(pixel_values=pixels).last_hidden_state
-        feats = torch.cat([h[:, 0], h[:, 1:].mean(1)], dim=-1)
-        return self.present(feats), self.colour(feats).view(-1, len(SHAPES), len(COLOURS))
+        patches = self.tower(pixel_values=pixels).last_hidden_state[:, 1:]
+        return self.shape(patches), self.colour(patches)
 
 
-def pretrain_vision(model, pixels, present, colour, steps: int, gen: torch.Generator) -> VisionProbe:
+def pretrain_vision(model, pixels, shape_t, colour_t, steps: int, gen: torch.Generator) -> VisionProbe:
     probe = VisionProbe(model.model.vision_tower, model.config.vision_config.hidden_size)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
     for step in range(steps):
         idx = torch.randint(0, len(pixels), (128,), generator=gen)
-        p_logit, c_logit = probe(add_noise(pixels[idx], gen))
-        loss = nn.functional.binary_cross_entropy_with_logits(p_logit, present[idx])
-        loss = loss + nn.functional.cross_entropy(c_logit.flatten(0, 1), colour[idx].flatten(), ignore_index=-100)
+        shape_logits, colour_logits = probe(add_noise(pixels[idx], gen))
+        loss = nn.functional.cross_entropy(shape_logits.flatten(0, 1), shape_t[idx].flatten())
+        loss = loss + nn.functional.cross_entropy(colour_logits.flatten(0, 1), colour_t[idx].flatten(),
+                                                  ignore_index=-100)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -109,12 +144,12 @@ def pretrain_vision(model, pixels, present, colour, steps: int, gen: torch.Gener
 
 
 @torch.no_grad()
-def probe_accuracy(probe: VisionProbe, pixels, present, colour) -> tuple[float, float]:
-    p_logit, c_logit = probe(pixels)
-    p_acc = ((p_logit > 0).float() == present).float().mean().item()
-    mask = colour != -100
-    c_acc = (c_logit.argmax(-1)[mask] == colour[mask]).float().mean().item()
-    return p_acc, c_acc
+def probe_accuracy(probe: VisionProbe, pixels, shape_t, colour_t) -> tuple[float, float]:
+    """(per-patch shape accuracy, colour accuracy on shape patches)."""
+    shape_logits, colour_logits = probe(pixels)
+    shape_acc = (shape_logits.argmax(-1) == shape_t).float().mean().item()
+    on = colour_t != -100
+    return shape_acc, (colour_logits.argmax(-1)[on] == colour_t[on]).float().mean().item()
 
 
 @torch.no_grad()
@@ -143,15 +178,55 @@ def flatten(scenes_pairs, pixels):
     return pixels[torch.tensor(index)], pairs
 
 
+class QuestionPools:
+    """Every question each training scene answers, grouped so batches can be drawn with a chosen
+    yes-rate per shape. Early on the yes-rate depends on the shape word (``SKEW``): the shape
+    word alone then predicts the answer, which teaches the model to route it to the answer
+    position; after that, balanced batches teach the shape-word × image interaction, which has
+    no first-order gradient on its own (yes/no otherwise stays at chance)."""
+
+    SKEW = {"circle": 0.9, "square": 0.1, "triangle": 0.9, "cross": 0.1}
+
+    def __init__(self, scenes, processor, seed: int = 0):
+        image, pairs, keys = [], [], []
+        for i, scene in enumerate(scenes):
+            for shape in SHAPES:
+                image.append(i)
+                pairs.append((existence_question(shape), "yes" if scene.colour_of(shape) else "no"))
+                keys.append((shape, pairs[-1][1]))
+            for placed in scene.shapes:
+                image.append(i)
+                pairs.append((colour_question(placed.shape), placed.colour))
+                keys.append(("colour",))
+        self.image = torch.tensor(image)
+        self.ids, self.mask, self.labels = build_sequences(processor, pairs)
+        groups: dict[tuple, list[int]] = {}
+        for j, key in enumerate(keys):
+            groups.setdefault(key, []).append(j)
+        self.groups = groups
+        self.rng = random.Random(seed)
+
+    def batch(self, size: int, skew: bool) -> torch.Tensor:
+        colour = self.groups[("colour",)]
+        out = [colour[self.rng.randrange(len(colour))] for _ in range(size // 2)]
+        for _ in range(size - size // 2):
+            shape = self.rng.choice(SHAPES)
+            yes_rate = self.SKEW[shape] if skew else 0.5
+            group = self.groups[(shape, "yes" if self.rng.random() < yes_rate else "no")]
+            out.append(group[self.rng.randrange(len(group))])
+        return torch.tensor(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("shared/assets/demo-llava"))
     ap.add_argument("--scenes", type=int, default=40000)
-    ap.add_argument("--vision-steps", type=int, default=1500)
+    ap.add_argument("--vision-steps", type=int, default=2000)
     ap.add_argument("--minutes", type=float, default=12.0)
     ap.add_argument("--target", type=float, default=0.995)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--skew-steps", type=int, default=1500)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--vision-cache", type=Path, default=None, help="reuse a pre-trained vision tower")
     args = ap.parse_args()
@@ -172,16 +247,15 @@ def main() -> None:
     if args.vision_cache and args.vision_cache.is_file():
         model.model.vision_tower.load_state_dict(torch.load(args.vision_cache))
     else:
-        present, colour = scene_targets([s for s, _ in train])
-        probe = pretrain_vision(model, train_px, present, colour, args.vision_steps, gen)
-        print(
-            "vision probe val (presence, colour):", probe_accuracy(probe, val_px, *scene_targets([s for s, _ in val]))
-        )
+        patch = model.config.vision_config.patch_size
+        targets = patch_targets([s for s, _ in train], patch)
+        probe = pretrain_vision(model, train_px, *targets, args.vision_steps, gen)
+        accs = probe_accuracy(probe, val_px, *patch_targets([s for s, _ in val], patch))
+        print("vision probe val (patch shape, patch colour):", accs, flush=True)
         if args.vision_cache:
             torch.save(model.model.vision_tower.state_dict(), args.vision_cache)
 
-    q_px, pairs = flatten(train, train_px)
-    ids, mask, labels = build_sequences(processor, pairs)
+    pools = QuestionPools([s for s, _ in train], processor)
     v_px, v_pairs = flatten(val, val_px)
     v_ids, v_mask, v_labels = build_sequences(processor, v_pairs)
 
@@ -194,9 +268,12 @@ def main() -> None:
     step, acc = 0, 0.0
     model.train()
     while time.time() < deadline:
-        idx = torch.randint(0, len(ids), (64,), generator=gen)
+        idx = pools.batch(64, skew=step < args.skew_steps)
         out = model(
-            input_ids=ids[idx], attention_mask=mask[idx], pixel_values=add_noise(q_px[idx], gen), labels=labels[idx]
+            input_ids=pools.ids[idx],
+            attention_mask=pools.mask[idx],
+            pixel_values=add_noise(train_px[pools.image[idx]], gen),
+            labels=pools.labels[idx],
         )
         opt.zero_grad()
         out.loss.backward()

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.count} images and {len(qs)} questions to {args.out / 'questions.jsonl'}")
             return 0
         result = defend(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, unreadable file, model not found offline
         print(f"smoothguard: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))

@@ -34,3 +34,10 @@ def shapes_image():
     from shared.benchmarks.shapes import random_scene, render
 
     return render(random_scene(random.Random(3)))
+
+
+@pytest.fixture(scope="session")
+def llava_next_path(tmp_path_factory):
+    from tests.checkpoints import save_llava_next
+
+    return str(save_llava_next(tmp_path_factory.mktemp("tiny-llava-next")))

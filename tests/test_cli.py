@@ -127,3 +127,8 @@ def test_synth_writes_pope_format(tmp_path, capsys):
     lines = [json.loads(x) for x in (tmp_path / "questions.jsonl").read_text().splitlines()]
     assert len(lines) == 10 and all(set(q) == {"question_id", "image", "text", "label"} for q in lines)
     assert all((tmp_path / q["image"]).is_file() for q in lines)
+
+
+def test_unknown_model_is_a_clear_error(capsys, image_file, tmp_path):
+    assert main(["defend", str(image_file), "--prompt", "x", "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "smoothguard: error:" in capsys.readouterr().err

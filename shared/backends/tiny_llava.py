@@ -73,7 +73,7 @@ def build_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> LlavaPr
         image_processor=image_processor,
         tokenizer=tokenizer or build_tokenizer(),
         patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy="full",
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
     )
@@ -107,9 +107,9 @@ def build_config(
         vision_config=vision,
         text_config=text,
         image_token_index=int(tokenizer.convert_tokens_to_ids("<image>")),  # type: ignore[arg-type]
-        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2 + 1,  # patches + CLS ("full")
         vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy="full",
     )
 
 

@@ -11,7 +11,7 @@ from shared.smoothing.types import SmoothConfig
 PROMPT = "Is there a circle in the image?"
 
 
-@pytest.fixture(scope="module", params=["llava", "qwen_vl"])
+@pytest.fixture(scope="module", params=["llava", "llava_next", "qwen_vl"])
 def generator(request):
     path = request.getfixturevalue(f"{request.param}_path")
     return HFVisionGenerator(path, device="cpu", dtype="float32", max_batch_size=32)
@@ -33,8 +33,12 @@ def test_normalized_noise_lands_on_pixel_values_only(generator, shapes_image):
     batch = generator.prepare(shapes_image, PROMPT, specs)
     clean = generator.processor(images=[shapes_image], text=[generator.chat_text(PROMPT)], return_tensors="pt")
     block = clean["pixel_values"]
-    blocks = batch["pixel_values"].split(block.shape[0])  # Qwen: [patches, C*T*P*P]; LLaVA: [1, C, H, W]
-    assert len(blocks) == 4
+    # LLaVA [1, C, H, W]; LLaVA-NeXT [1, crops, C, H, W]; Qwen [patches, C*T*P*P]
+    assert block.dim() == {"LlavaForConditionalGeneration": 4, "LlavaNextForConditionalGeneration": 5}.get(
+        type(generator.model).__name__, 2
+    )
+    blocks = batch["pixel_values"].split(block.shape[0])
+    assert len(blocks) == 4 and batch["pixel_values"].shape[1:] == block.shape[1:]
     for spec, got in zip(specs, blocks, strict=True):
         torch.testing.assert_close(got - block, gaussian(block.shape, spec), rtol=0, atol=1e-6)
     assert torch.equal(blocks[0], block) and not torch.equal(blocks[1], blocks[2])

@@ -102,3 +102,17 @@ def test_core_imports_no_service_code():
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not names & banned, (path, names & banned)
+
+
+def test_each_distinct_answer_is_embedded_once_across_rounds():
+    seen = []
+
+    class Counting(BagOfWordsEmbedder):
+        def embed(self, texts):
+            seen.extend(texts)
+            return super().embed(texts)
+
+    gen = ScriptedGenerator(lambda s: BENIGN if s.index % 3 else ADV)
+    cfg = SmoothConfig(adaptive=True, num_samples=40, round_size=8)
+    result = SmoothGuard(gen, Counting(), cfg).run(None, "p")
+    assert result.rounds > 1 and sorted(seen) == sorted({BENIGN, ADV})
