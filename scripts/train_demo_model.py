@@ -301,6 +301,11 @@ def main() -> None:
         "val_first_token_accuracy": acc,
         "noise_augmentation_max_sigma": NOISE_MAX,
         "minutes": round((time.time() - t0) / 60, 1),
+        "vision_steps": args.vision_steps,
+        "skew_steps": args.skew_steps,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "batch": 64,
     }
     (args.out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info), flush=True)

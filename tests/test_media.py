@@ -18,7 +18,7 @@ def test_media_type_is_sniffed_from_content_not_name(tmp_path, shapes_image):
     audio.write_bytes(buf.getvalue())
     kind, wave = load_media(audio)
     assert kind == "audio" and wave.sample_rate == 8000 and wave.seconds == pytest.approx(0.1)
-    np.testing.assert_allclose(wave.samples, 0.0, atol=1e-6)  # stereo averaged to mono
+    np.testing.assert_allclose(wave.samples, 0.0, atol=1e-4)  # stereo averaged to mono (16-bit FLAC)
 
 
 def test_resample_keeps_duration():
