@@ -12,6 +12,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -21,6 +22,7 @@ from shared.media import load_image
 from shared.smoothing import SmoothConfig, SmoothGuard, plan_round
 
 PROMPT = "What colour is the circle?"
+TIMINGS = ("generation_ms", "embedding_ms", "clustering_ms")
 
 
 def timed(fn, repeats: int) -> float:
@@ -52,12 +54,15 @@ def main() -> None:
     )
     gen.model.generation_config.min_new_tokens = None
 
-    guard = SmoothGuard(gen, load_embedder("sentence-transformers:all-MiniLM-L6-v2", settings), config)
-    guard.run(image, PROMPT)  # warm the embedder
-    runs = [guard.run(image, PROMPT).timings for _ in range(args.repeats)]
-    split = {
-        k: statistics.median(getattr(t, k) for t in runs) for k in ("generation_ms", "embedding_ms", "clustering_ms")
-    }
+    embedder = load_embedder("sentence-transformers:all-MiniLM-L6-v2", settings)
+    splits = {}
+    for sigma in (0.1, 4.0):  # the demo model is noise-robust: σ=4 makes answers diverge, so KMeans runs
+        cfg = replace(config, sigma=sigma)
+        SmoothGuard(gen, embedder, cfg).run(image, PROMPT)  # warm-up
+        # a fresh SmoothGuard per run: its embedding cache would otherwise hide the embedding cost
+        runs = [SmoothGuard(gen, embedder, cfg).run(image, PROMPT) for _ in range(args.repeats)]
+        split = {k: round(statistics.median(getattr(r.timings, k) for r in runs), 1) for k in TIMINGS}
+        splits[f"sigma_{sigma}"] = {**split, "distinct_answers": len({s.text for s in runs[0].samples})}
     report = {
         "torch_threads": torch.get_num_threads(),
         "candidates": len(specs),
@@ -65,7 +70,7 @@ def main() -> None:
         "batched_round_ms": round(batched, 1),
         "sequential_loop_ms": round(looped, 1),
         "speedup_batched_vs_loop": round(looped / batched, 2),
-        "defense_split_ms": {k: round(v, 1) for k, v in split.items()},
+        "defense_split_ms": splits,
     }
     print(json.dumps(report, indent=2))
 
