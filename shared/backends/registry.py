@@ -50,7 +50,7 @@ def load_generator(model: str | None = None, backend: str | None = None, setting
 
 @lru_cache(maxsize=4)
 def _load_generator(backend: str, model: str, device: str, dtype: str, max_batch: int, offline: bool) -> Generator:
-    _offline(offline)
+    _prepare_hf(offline)
     return _import(GENERATORS[backend])(model, device=device, dtype=dtype, max_batch_size=max_batch)
 
 
@@ -67,11 +67,15 @@ def load_embedder(spec: str | None = None, settings: Settings | None = None) -> 
 
 @lru_cache(maxsize=4)
 def _load_embedder(backend: str, name: str, device: str, offline: bool) -> Embedder:
-    _offline(offline)
+    _prepare_hf(offline)
     return _import(EMBEDDERS[backend])(name, device=device)
 
 
-def _offline(offline: bool) -> None:
+def _prepare_hf(offline: bool) -> None:
+    """No hub at run time when ``offline``; no per-load progress bars in service logs."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
     if offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
