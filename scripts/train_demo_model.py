@@ -132,8 +132,9 @@ def pretrain_vision(model, pixels, shape_t, colour_t, steps: int, gen: torch.Gen
         idx = torch.randint(0, len(pixels), (128,), generator=gen)
         shape_logits, colour_logits = probe(add_noise(pixels[idx], gen))
         loss = nn.functional.cross_entropy(shape_logits.flatten(0, 1), shape_t[idx].flatten())
-        loss = loss + nn.functional.cross_entropy(colour_logits.flatten(0, 1), colour_t[idx].flatten(),
-                                                  ignore_index=-100)
+        loss = loss + nn.functional.cross_entropy(
+            colour_logits.flatten(0, 1), colour_t[idx].flatten(), ignore_index=-100
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -12,22 +12,19 @@ from collections.abc import Sequence
 import numpy as np
 from transformers import Qwen2AudioForConditionalGeneration
 
-from shared.backends.hf_common import chunks, generate_batch, load_model
+from shared.backends.hf_common import HFGenerator
 from shared.media import Waveform, resample
 from shared.smoothing.noise import noisy_waveform
-from shared.smoothing.types import CandidateSpec, Generation
+from shared.smoothing.types import CandidateSpec
 
 
-class HFAudioGenerator:
+class HFAudioGenerator(HFGenerator):
     modality = "audio"
     noise_spaces = ("waveform",)
+    auto_class = Qwen2AudioForConditionalGeneration
 
-    def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
-        self.name = model_path
-        self.max_batch_size = max_batch_size
-        self.processor, self.model, self.device = load_model(
-            model_path, device, dtype, Qwen2AudioForConditionalGeneration
-        )
+    def __init__(self, model_path: str, **kwargs):
+        super().__init__(model_path, **kwargs)
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
 
     def chat_text(self, prompt: str) -> str:
@@ -50,13 +47,3 @@ class HFAudioGenerator:
             padding=True,
         )
         return {k: v for k, v in out.items() if hasattr(v, "dim")}
-
-    def generate(
-        self, media: Waveform, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
-    ) -> list[Generation]:
-        out: list[Generation] = []
-        for part in chunks(list(candidates), self.max_batch_size):
-            out += generate_batch(
-                self.model, self.processor, self.prepare(media, prompt, part), self.device, max_new_tokens
-            )
-        return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import transformers
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, BatchFeature
 
 from shared.backends.torch_device import resolve_device, resolve_dtype, synchronize
-from shared.smoothing.types import Generation
+from shared.smoothing.types import CandidateSpec, Generation
 
 
 def load_model(model_path: str, device: str, dtype: str, auto_class: Any = AutoModelForImageTextToText):
@@ -99,6 +100,31 @@ def _count_tokens(row: torch.Tensor, model) -> int:
         if t in stops:
             return i + 1
     return len(row)
+
+
+class HFGenerator:
+    """A loaded model + processor; subclasses build a round's batch in ``prepare``.
+
+    ``generate`` makes ONE ``generate`` call per round (chunked only by ``max_batch_size``)."""
+
+    auto_class: Any = AutoModelForImageTextToText
+
+    def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
+        self.name = model_path
+        self.max_batch_size = max_batch_size
+        self.processor, self.model, self.device = load_model(model_path, device, dtype, self.auto_class)
+
+    def prepare(self, media: Any, prompt: str, specs: Sequence[CandidateSpec]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def generate(
+        self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
+    ) -> list[Generation]:
+        out: list[Generation] = []
+        for part in chunks(list(candidates), self.max_batch_size):
+            batch = self.prepare(media, prompt, part)
+            out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
+        return out
 
 
 def chunks(seq, size: int):

@@ -15,19 +15,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from shared.backends.hf_common import chunks, generate_batch, load_model, repeat_batch
+from shared.backends.hf_common import HFGenerator, chunks, generate_batch, repeat_batch
 from shared.smoothing.noise import noisy_pixels, noisy_tensor
 from shared.smoothing.types import CandidateSpec, Generation
 
 
-class HFVisionGenerator:
+class HFVisionGenerator(HFGenerator):
     modality = "image"
     noise_spaces = ("normalized", "pixel")
-
-    def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
-        self.name = model_path
-        self.max_batch_size = max_batch_size
-        self.processor, self.model, self.device = load_model(model_path, device, dtype)
 
     def chat_text(self, prompt: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
@@ -48,16 +43,6 @@ class HFVisionGenerator:
         batch = repeat_batch(clean, len(specs), skip=("pixel_values",))
         batch["pixel_values"] = torch.cat([noisy_tensor(clean["pixel_values"], s) for s in specs])
         return batch
-
-    def generate(
-        self, media: Image.Image, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
-    ) -> list[Generation]:
-        out: list[Generation] = []
-        for part in chunks(list(candidates), self.max_batch_size):
-            out += generate_batch(
-                self.model, self.processor, self.prepare(media, prompt, part), self.device, max_new_tokens
-            )
-        return out
 
     def answer_batch(
         self, images: Sequence[Image.Image], prompts: Sequence[str], *, max_new_tokens: int
