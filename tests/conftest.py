@@ -41,3 +41,15 @@ def llava_next_path(tmp_path_factory):
     from tests.checkpoints import save_llava_next
 
     return str(save_llava_next(tmp_path_factory.mktemp("tiny-llava-next")))
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need CUDA; everything else runs on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
