@@ -18,9 +18,7 @@ import numpy as np
 from shared.smoothing.aggregate import summarize, vote
 from shared.smoothing.consensus import consensus, stop_reason
 from shared.smoothing.noise import plan_round
-from shared.smoothing.types import Embedder, Generator, Sample, SmoothConfig, SmoothResult, StopReason, Timings
-
-ABSTAIN_NOTE = "abstained: the consensus lower bound does not clear 1/2"
+from shared.smoothing.types import OTHER, Embedder, Generator, Sample, SmoothConfig, SmoothResult, StopReason, Timings
 
 
 class EmbeddingCache:
@@ -33,7 +31,7 @@ class EmbeddingCache:
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if new:
-            for t, e in zip(new, np.asarray(self.embedder.embed(new), dtype=np.float32), strict=False):
+            for t, e in zip(new, np.asarray(self.embedder.embed(new), dtype=np.float32), strict=True):
                 self._cache[t] = e
         return np.stack([self._cache[t] for t in texts])
 
@@ -65,7 +63,7 @@ def aggregate(
         s.answer_label = v.answer_labels[i] if v.answer_labels else None
     k = int(((v.labels == v.winner) & noisy).sum())
     label = v.answer_labels[v.chosen] if v.answer_labels else None
-    certify = label is not None and label != "other"
+    certify = label is not None and label != OTHER
     cons = consensus(
         k, int(noisy.sum()), config.round_alpha, sigma=config.sigma if certify else None, space=config.noise_space
     )
