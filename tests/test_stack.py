@@ -1,0 +1,38 @@
+"""The embedded services start, serve real clients, keep their data across a restart and stop."""
+
+import psycopg
+import pytest
+import redis
+
+from shared.stack import EmbeddedPostgres, EmbeddedRedis, wait_for_port
+
+
+def test_postgres_starts_persists_and_stops(tmp_path):
+    pg = EmbeddedPostgres(tmp_path).start()
+    try:
+        with psycopg.connect(pg.url, autocommit=True) as con:
+            con.execute("create table t (x int)")
+            con.execute("insert into t values (42)")
+    finally:
+        pg.stop()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(pg.url, connect_timeout=2)
+    pg.start()  # same data folder: no second initdb
+    try:
+        with psycopg.connect(pg.url) as con:
+            assert con.execute("select x from t").fetchone() == (42,)
+    finally:
+        pg.stop()
+
+
+def test_redis_starts_serves_and_stops(tmp_path):
+    server = EmbeddedRedis(tmp_path).start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        assert client.get("k") == b"v"
+    finally:
+        server.stop()
+    assert server.process is not None and server.process.poll() is not None
+    with pytest.raises(TimeoutError):
+        wait_for_port(server.port, timeout=0.3)
