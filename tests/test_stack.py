@@ -1,10 +1,12 @@
 """The embedded services start, serve real clients, keep their data across a restart and stop."""
 
+import time
+
 import psycopg
 import pytest
 import redis
 
-from shared.stack import EmbeddedPostgres, EmbeddedRedis, wait_for_port
+from shared.stack import EmbeddedPostgres, EmbeddedRedis, EmbeddedS3, wait_for_port
 
 
 def test_postgres_starts_persists_and_stops(tmp_path):
@@ -36,3 +38,31 @@ def test_redis_starts_serves_and_stops(tmp_path):
     assert server.process is not None and server.process.poll() is not None
     with pytest.raises(TimeoutError):
         wait_for_port(server.port, timeout=0.3)
+
+
+def test_s3_server_enforces_credentials(tmp_path):
+    import io
+
+    from minio import Minio
+    from minio.error import S3Error
+
+    server = EmbeddedS3(tmp_path, "test-key", "test-secret-123").start()
+    try:
+        client = Minio(server.endpoint, access_key="test-key", secret_key="test-secret-123", secure=False)
+        deadline = time.monotonic() + 20
+        while True:  # the port opens before the filer behind it is ready
+            try:
+                client.make_bucket("media")
+                break
+            except (S3Error, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        client.put_object("media", "t/x.bin", io.BytesIO(b"abc"), 3)
+        assert client.get_object("media", "t/x.bin").read() == b"abc"
+        wrong = Minio(server.endpoint, access_key="test-key", secret_key="nope", secure=False)
+        with pytest.raises(S3Error, match="SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"):
+            wrong.get_object("media", "t/x.bin").read()
+    finally:
+        server.stop()
+    assert server.process is not None and server.process.poll() is not None
