@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
     max_batch_size: int = 32  # candidates per generate() call; a round is chunked only by this
     hf_offline: bool = True  # never reach a model hub at run time
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/smoothguard"
 
 
 @lru_cache

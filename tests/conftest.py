@@ -53,3 +53,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server for the session, started by the same launcher users run."""
+    from shared.stack import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("stack")).start()
+    yield server
+    server.stop()

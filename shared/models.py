@@ -1,0 +1,136 @@
+"""The service's tables (SQLAlchemy 2, typed). The schema changes only through Alembic
+migrations in ``migrations/``; a test checks that they and these models agree."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import func as sa_func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=sa_func.now())
+
+
+def _tenant() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiKey(Base):
+    """Only a hash of the key is stored; ``prefix`` (its first characters) is shown to identify it."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Media(Base):
+    """Content-addressed: the same bytes for the same tenant are one row and one object."""
+
+    __tablename__ = "media"
+    __table_args__ = (UniqueConstraint("tenant_id", "sha256"),)
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(100))  # sniffed, not the client's claim
+    modality: Mapped[str] = mapped_column(String(10))  # image | audio
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = _created()
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id"))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # queued|running|succeeded|abstained|failed|cancelled
+    model: Mapped[str] = mapped_column(String(300))
+    prompt: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column()
+    request_hash: Mapped[str] = mapped_column(String(64))  # same Idempotency-Key, different body → 422
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
+    rounds_done: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column()
+    generated_at: Mapped[datetime | None] = mapped_column()
+    aggregated_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SampleRow(Base):
+    """One candidate of one round: the core's provenance fields."""
+
+    __tablename__ = "samples"
+    __table_args__ = (UniqueConstraint("job_id", "round", "index"),)
+    id: Mapped[uuid.UUID] = _id()
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    sigma: Mapped[float] = mapped_column(Float)
+    noise_space: Mapped[str] = mapped_column(String(20))
+    is_clean: Mapped[bool] = mapped_column(Boolean)
+    text: Mapped[str] = mapped_column(Text)
+    num_tokens: Mapped[int] = mapped_column(Integer)
+    generation_ms: Mapped[float] = mapped_column(Float)
+    cluster: Mapped[int | None] = mapped_column(Integer)
+    cosine_to_centroid: Mapped[float | None] = mapped_column(Float)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    answer_label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    url: Mapped[str] = mapped_column(String(2000))
+    secrets: Mapped[dict[str, Any]] = mapped_column()  # {"current": "whsec_…", "previous": "whsec_…"|null}
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
+class Delivery(Base):
+    """Every webhook attempt, successful or not."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[uuid.UUID] = _id()
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header, stable across retries
+    attempt: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = _created()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
