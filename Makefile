@@ -13,7 +13,7 @@ $(BIN)/python:
 install: $(VENV)/.installed
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[ml,service,dev]'
+	$(BIN)/pip install -q -e '.[ml,stack,dev]'
 	touch $@
 
 demo: install

@@ -63,3 +63,13 @@ def postgres(tmp_path_factory):
     server = EmbeddedPostgres(tmp_path_factory.mktemp("stack")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS) that enforces these credentials."""
+    from shared.stack import EmbeddedS3
+
+    server = EmbeddedS3(tmp_path_factory.mktemp("s3"), "test-key", "test-secret-123").start()
+    yield server
+    server.stop()

@@ -1,0 +1,61 @@
+"""Media in any S3 endpoint (MinIO, SeaweedFS, AWS) through the ``minio`` client.
+
+Objects are content-addressed — ``media/<tenant>/<sha256>`` — so the same bytes uploaded twice
+by a tenant are stored once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import timedelta
+
+from minio import Minio
+from minio.error import S3Error
+
+from shared.config import Settings
+
+
+def media_key(tenant_id: str, sha256: str) -> str:
+    return f"media/{tenant_id}/{sha256}"
+
+
+class ObjectStore:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False):
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        self.bucket = bucket
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> ObjectStore:
+        return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_bucket, secure=s.s3_secure)
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+        return True
+
+    def put_media(self, tenant_id: str, data: bytes, content_type: str) -> tuple[str, str]:
+        """Store ``data`` once per tenant and content; returns ``(object key, sha256)``."""
+        sha = hashlib.sha256(data).hexdigest()
+        key = media_key(tenant_id, sha)
+        if not self.exists(key):
+            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        return key, sha
+
+    def get(self, key: str) -> bytes:
+        response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return self.client.presigned_get_object(self.bucket, key, expires=expires)
