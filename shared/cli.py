@@ -8,6 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from shared.smoothing.types import CLUSTERING_METHODS, NOISE_SPACES, YES_NO, SmoothConfig, SmoothResult
 
 
@@ -19,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--count", type=int, default=100, help="number of images (two questions each)")
     synth.add_argument("--out", type=Path, required=True)
+    sub.add_parser("migrate", help="apply the database migrations (SMOOTHGUARD_DATABASE_URL)")
+    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="action", required=True)
+    tenants.add_parser("create", help="create a tenant").add_argument("name")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    create_key = keys.add_parser("create", help="create an API key for a tenant (shown once)")
+    create_key.add_argument("tenant", help="tenant name")
+    create_key.add_argument("--name", default=None, help="a label for the key")
     return parser
 
 
@@ -129,6 +138,24 @@ def _winner(r: SmoothResult) -> int | None:
     return next((s.cluster for s in r.samples if s.selected), None)
 
 
+def admin(args: argparse.Namespace) -> str:
+    """``migrate``, ``tenants create``, ``keys create`` against the configured database."""
+    from shared.config import get_settings
+    from shared.db import migrate, session_scope
+    from shared.tenants import create_api_key, create_tenant, get_tenant
+
+    url = get_settings().database_url
+    if args.command == "migrate":
+        migrate(url)
+        return "database migrated to head"
+    with session_scope(url) as session:
+        if args.command == "tenants":
+            tenant = create_tenant(session, name=args.name)
+            return f"tenant {tenant.name} created: {tenant.id}"
+        row, key = create_api_key(session, tenant=get_tenant(session, name=args.tenant), name=args.name)
+        return f"API key for {args.tenant} (shown once, stored hashed; prefix {row.prefix}):\n{key}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -138,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             qs = write_set(args.seed, args.count, args.out)
             print(f"wrote {args.count} images and {len(qs)} questions to {args.out / 'questions.jsonl'}")
             return 0
+        if args.command in ("migrate", "tenants", "keys"):
+            print(admin(args))
+            return 0
         result = defend(args)
-    except (ValueError, OSError) as exc:  # bad input, unreadable file, model not found offline
+    except (ValueError, OSError, SQLAlchemyError) as exc:  # bad input, unreadable file, model or DB not there
         print(f"smoothguard: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
