@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     max_batch_size: int = 32  # candidates per generate() call; a round is chunked only by this
     hf_offline: bool = True  # never reach a model hub at run time
     database_url: str = "postgresql://postgres@127.0.0.1:5432/smoothguard"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # Celery broker
     s3_endpoint: str = "127.0.0.1:9000"  # host:port of any S3 server
     s3_access_key: str = "smoothguard-dev"
     s3_secret_key: str = "smoothguard-dev-secret"

@@ -73,3 +73,55 @@ def s3_server(tmp_path_factory):
     server = EmbeddedS3(tmp_path_factory.mktemp("s3"), "test-key", "test-secret-123").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from shared.stack import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def store(s3_server):
+    """The object store on the S3 server, bucket created once the server answers."""
+    import time
+
+    from minio.error import S3Error
+
+    from shared.storage import ObjectStore
+
+    store = ObjectStore(s3_server.endpoint, "test-key", "test-secret-123", "media-test")
+    deadline = time.monotonic() + 20
+    while True:  # the S3 port opens before the filer behind it is ready
+        try:
+            store.ensure_bucket()
+            return store
+        except (S3Error, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture()
+def empty_database(postgres):
+    """A new, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres.url, autocommit=True) as con:
+        con.execute(f"create database {name}")
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture()
+def database(empty_database):
+    """A new database with the schema, built by the migrations."""
+    from shared.db import migrate
+
+    migrate(empty_database)
+    return empty_database

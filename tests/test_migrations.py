@@ -1,9 +1,6 @@
 """The schema exists only through Alembic: migrations build it on a real PostgreSQL, match the
 models exactly, enforce the service's uniqueness rules and downgrade cleanly."""
 
-import uuid
-
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,17 +11,6 @@ from shared.db import get_engine, migrate, session_scope
 from shared.models import Base, Job, Media, SampleRow, Tenant
 
 TABLES = {"tenants", "api_keys", "media", "jobs", "samples", "webhook_endpoints", "deliveries"}
-
-
-@pytest.fixture()
-def database(postgres):
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.url, autocommit=True) as con:
-        con.execute(f"create database {name}")
-    url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url)
-    yield url
-    get_engine(url).dispose()
 
 
 def test_migrations_create_exactly_the_models(database):

@@ -1,24 +1,4 @@
-import time
 import urllib.request
-
-import pytest
-from minio.error import S3Error
-
-from shared.storage import ObjectStore
-
-
-@pytest.fixture()
-def store(s3_server):
-    store = ObjectStore(s3_server.endpoint, "test-key", "test-secret-123", "media-test")
-    deadline = time.monotonic() + 20
-    while True:  # the S3 port opens before the filer behind it is ready
-        try:
-            store.ensure_bucket()
-            return store
-        except (S3Error, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_same_bytes_are_one_object(store):

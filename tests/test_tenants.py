@@ -1,8 +1,5 @@
 """Tenants and API keys on a real PostgreSQL, through the CLI users run."""
 
-import uuid
-
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -14,11 +11,8 @@ from shared.tenants import create_api_key, create_tenant, hash_key, tenant_for_k
 
 
 @pytest.fixture()
-def database(postgres, monkeypatch):
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.url, autocommit=True) as con:
-        con.execute(f"create database {name}")
-    url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
+def database(empty_database, monkeypatch):
+    url = empty_database
     monkeypatch.setenv("SMOOTHGUARD_DATABASE_URL", url)
     get_settings.cache_clear()
     yield url

@@ -1,0 +1,73 @@
+"""Defense jobs in the database: create, record a round's samples (idempotently), aggregate,
+finish. The workers call these; the algorithm itself is ``shared.smoothing``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.models import Job, Media, SampleRow
+from shared.smoothing.types import CandidateSpec, Generation, Sample, SmoothConfig, SmoothResult
+
+SAMPLE_FIELDS = [f.name for f in fields(Sample)]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def config_of(job: Job) -> SmoothConfig:
+    params = dict(job.params)
+    if params.get("answer_set") is not None:
+        params["answer_set"] = tuple(params["answer_set"])
+    return SmoothConfig(**params)
+
+
+def create_job(session: Session, *, media: Media, prompt: str, model: str, config: SmoothConfig,
+               request_hash: str = "", idempotency_key: str | None = None,
+               callback_url: str | None = None) -> Job:  # fmt: skip
+    job = Job(tenant_id=media.tenant_id, media_id=media.id, status="queued", model=model, prompt=prompt,
+              params=asdict(config), request_hash=request_hash, idempotency_key=idempotency_key,
+              callback_url=callback_url, rounds_done=0, cancel_requested=False)  # fmt: skip
+    session.add(job)
+    session.flush()
+    return job
+
+
+def record_round(session: Session, job: Job, specs: list[CandidateSpec], gens: list[Generation]) -> None:
+    """Upsert one row per candidate: a redelivered round rewrites the same rows, adds none."""
+    rows = [asdict(Sample.from_generation(s, g)) | {"id": uuid.uuid4(), "job_id": job.id}
+            for s, g in zip(specs, gens, strict=True)]  # fmt: skip
+    stmt = insert(SampleRow).values(rows)
+    keep = {c: stmt.excluded[c] for c in ("text", "num_tokens", "generation_ms")}
+    session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "round", "index"], set_=keep))
+    job.rounds_done = max(job.rounds_done, specs[0].round + 1) if specs else job.rounds_done
+    job.status = "running"
+    job.generated_at = now()
+
+
+def samples_of(session: Session, job_id: uuid.UUID) -> list[Sample]:
+    rows = session.scalars(select(SampleRow).where(SampleRow.job_id == job_id).order_by(SampleRow.index))
+    return [Sample(**{name: getattr(r, name) for name in SAMPLE_FIELDS}) for r in rows]
+
+
+def save_votes(session: Session, job_id: uuid.UUID, samples: list[Sample]) -> None:
+    rows = {r.index: r for r in session.scalars(select(SampleRow).where(SampleRow.job_id == job_id))}
+    for s in samples:
+        row = rows[s.index]
+        row.cluster, row.cosine_to_centroid = s.cluster, s.cosine_to_centroid
+        row.selected, row.answer_label = s.selected, s.answer_label
+
+
+def finish(session: Session, job: Job, result: SmoothResult) -> None:
+    summary: dict[str, Any] = asdict(result)
+    summary.pop("samples")
+    job.result = summary
+    job.status = "abstained" if result.abstained else "succeeded"
+    job.aggregated_at = job.finished_at = now()

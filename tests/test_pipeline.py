@@ -1,0 +1,84 @@
+"""A defense job through real services: PostgreSQL, Redis, an S3 server and a Celery worker
+process consuming the ``gpu`` and ``cpu`` queues, with the bundled demo model."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from celery import Celery
+from sqlalchemy import select
+
+from shared.config import DEMO_IMAGE, DEMO_MODEL
+from shared.db import session_scope
+from shared.jobs import create_job
+from shared.models import Job, Media, SampleRow
+from shared.smoothing import SmoothConfig
+from shared.tenants import create_tenant
+
+
+@pytest.fixture()
+def worker(database, redis_server, s3_server, store, tmp_path):
+    env = os.environ | {
+        "SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_REDIS_URL": redis_server.url,
+        "SMOOTHGUARD_S3_ENDPOINT": s3_server.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": "test-key",
+        "SMOOTHGUARD_S3_SECRET_KEY": "test-secret-123", "SMOOTHGUARD_S3_BUCKET": store.bucket,
+        "SMOOTHGUARD_DEVICE": "cpu",
+    }  # fmt: skip
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
+                             "--pool", "solo", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    yield proc
+    proc.terminate()
+    proc.wait(30)
+    print((tmp_path / "worker.log").read_text()[-3000:])
+
+
+def submit(database, store, prompt, config):
+    data = DEMO_IMAGE.read_bytes()
+    with session_scope(database) as s:
+        tenant = create_tenant(s, name=f"t{uuid.uuid4().hex[:6]}")
+        key, sha = store.put_media(str(tenant.id), data, "image/png")
+        media = Media(tenant_id=tenant.id, sha256=sha, content_type="image/png", modality="image",
+                      size_bytes=len(data), object_key=key)  # fmt: skip
+        s.add(media)
+        s.flush()
+        job = create_job(s, media=media, prompt=prompt, model=str(DEMO_MODEL), config=config)
+        return str(job.id)
+
+
+def wait_done(database, job_id, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(database) as s:
+            job = s.get(Job, uuid.UUID(job_id))
+            if job.finished_at is not None:
+                return job
+        time.sleep(0.3)
+    raise TimeoutError(f"job {job_id} not finished")
+
+
+def test_job_runs_through_gpu_and_cpu_workers(database, redis_server, store, worker):
+    job_id = submit(database, store, "What colour is the circle?", SmoothConfig(seed=5))
+    Celery(broker=redis_server.url).send_task("gpu.sample_round", args=[job_id, 0], queue="gpu")
+    job = wait_done(database, job_id)
+    assert job.status == "succeeded" and job.result["answer"] == "red"
+    assert job.result["samples_spent"] == 11 and job.result["stop_reason"] == "fixed"
+    with session_scope(database) as s:
+        rows = s.scalars(select(SampleRow).where(SampleRow.job_id == job.id).order_by(SampleRow.index)).all()
+        assert [r.index for r in rows] == list(range(11)) and rows[0].is_clean and rows[0].seed is None
+        assert all(r.cluster is not None for r in rows) and sum(r.selected for r in rows) == 1
+
+
+def test_adaptive_job_goes_back_to_the_gpu_queue_until_decided(database, redis_server, store, worker):
+    config = SmoothConfig(adaptive=True, num_samples=24, round_size=4, sigma=4.0, seed=1)
+    job_id = submit(database, store, "What colour is the triangle?", config)
+    Celery(broker=redis_server.url).send_task("gpu.sample_round", args=[job_id, 0], queue="gpu")
+    job = wait_done(database, job_id)
+    assert job.result["rounds"] == job.rounds_done > 1
+    assert job.result["stop_reason"] in ("decided", "futile", "budget")
+    with session_scope(database) as s:
+        rounds = {r.round for r in s.scalars(select(SampleRow).where(SampleRow.job_id == job.id))}
+    assert rounds == set(range(job.rounds_done))
