@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     s3_secret_key: str = "smoothguard-dev-secret"
     s3_bucket: str = "smoothguard"
     s3_secure: bool = False
+    max_upload_bytes: int = 20 * 2**20
+    max_image_pixels: int = 4096 * 4096
+    max_audio_seconds: float = 60.0
+    max_num_samples: int = 256  # noisy candidates per job (the adaptive budget)
+    max_new_tokens: int = 1024
+    known_models: str = ""  # comma-separated extra model ids/paths the API accepts besides the default
 
 
 @lru_cache

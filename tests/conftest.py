@@ -125,3 +125,25 @@ def database(empty_database):
 
     migrate(empty_database)
     return empty_database
+
+
+@pytest.fixture()
+def worker(database, redis_server, s3_server, store, tmp_path):
+    """A Celery worker process on the gpu and cpu queues, configured for these services."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {
+        "SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_REDIS_URL": redis_server.url,
+        "SMOOTHGUARD_S3_ENDPOINT": s3_server.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": "test-key",
+        "SMOOTHGUARD_S3_SECRET_KEY": "test-secret-123", "SMOOTHGUARD_S3_BUCKET": store.bucket,
+        "SMOOTHGUARD_DEVICE": "cpu",
+    }  # fmt: skip
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
+                             "--pool", "solo", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    yield proc
+    proc.terminate()
+    proc.wait(30)
+    print((tmp_path / "worker.log").read_text()[-3000:])

@@ -1,13 +1,9 @@
 """A defense job through real services: PostgreSQL, Redis, an S3 server and a Celery worker
 process consuming the ``gpu`` and ``cpu`` queues, with the bundled demo model."""
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 
-import pytest
 from celery import Celery
 from sqlalchemy import select
 
@@ -17,23 +13,6 @@ from shared.jobs import create_job
 from shared.models import Job, Media, SampleRow
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant
-
-
-@pytest.fixture()
-def worker(database, redis_server, s3_server, store, tmp_path):
-    env = os.environ | {
-        "SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_REDIS_URL": redis_server.url,
-        "SMOOTHGUARD_S3_ENDPOINT": s3_server.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": "test-key",
-        "SMOOTHGUARD_S3_SECRET_KEY": "test-secret-123", "SMOOTHGUARD_S3_BUCKET": store.bucket,
-        "SMOOTHGUARD_DEVICE": "cpu",
-    }  # fmt: skip
-    log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
-                             "--pool", "solo", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    yield proc
-    proc.terminate()
-    proc.wait(30)
-    print((tmp_path / "worker.log").read_text()[-3000:])
 
 
 def submit(database, store, prompt, config):

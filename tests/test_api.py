@@ -1,0 +1,130 @@
+"""The REST API against real PostgreSQL, Redis and S3, and — end to end — a real Celery worker."""
+
+import io
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.main import create_app
+from shared.config import DEMO_IMAGE, DEMO_MODEL, Settings, get_settings
+from shared.db import session_scope
+from shared.models import Job, Media
+from shared.tenants import create_api_key, create_tenant
+
+
+@pytest.fixture()
+def settings(database, redis_server, s3_server, store, monkeypatch):
+    env = {"SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_REDIS_URL": redis_server.url,
+           "SMOOTHGUARD_S3_ENDPOINT": s3_server.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": "test-key",
+           "SMOOTHGUARD_S3_SECRET_KEY": "test-secret-123", "SMOOTHGUARD_S3_BUCKET": store.bucket,
+           "SMOOTHGUARD_DEVICE": "cpu", "SMOOTHGUARD_MODEL": str(DEMO_MODEL)}  # fmt: skip
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    import workers.celery_app as celery_module
+
+    monkeypatch.setattr(celery_module.app.conf, "broker_url", redis_server.url)
+    yield Settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture()
+def keys(settings):
+    out = {}
+    with session_scope(settings.database_url) as s:
+        for name in ("alpha", "beta"):
+            _, out[name] = create_api_key(s, tenant=create_tenant(s, name=name))
+    return out
+
+
+@pytest.fixture()
+def client(settings):
+    return TestClient(create_app(settings))
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def post_job(client, key, data=None, **form):
+    files = {"file": ("x.png", data if data is not None else DEMO_IMAGE.read_bytes(), "image/png")}
+    return client.post(
+        "/v1/jobs", headers=auth(key), files=files, data={"prompt": "What colour is the circle?", **form}
+    )
+
+
+def counts(settings):
+    with session_scope(settings.database_url) as s:
+        return s.scalar(select(func.count(Job.id))), s.scalar(select(func.count(Media.id)))
+
+
+def test_submit_returns_202_with_location_and_stores_media_once(client, keys, settings, store):
+    r1 = post_job(client, keys["alpha"])
+    assert post_job(client, keys["alpha"]).status_code == 202
+    assert r1.status_code == 202 and r1.headers["Location"] == f"/v1/jobs/{r1.json()['id']}"
+    assert r1.headers["Retry-After"] and r1.json()["status"] == "queued"
+    assert counts(settings) == (2, 1)
+
+
+def test_tenants_cannot_see_each_others_jobs(client, keys):
+    job_id = post_job(client, keys["alpha"]).json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}", headers=auth(keys["alpha"])).status_code == 200
+    other = client.get(f"/v1/jobs/{job_id}", headers=auth(keys["beta"]))
+    assert other.status_code == 404 and other.headers["content-type"] == "application/problem+json"
+    assert client.get(f"/v1/jobs/{job_id}/samples", headers=auth(keys["beta"])).status_code == 404
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sg_wrong"}, {"Authorization": "Basic x"}])
+def test_missing_or_bad_keys_are_401(client, keys, headers):
+    r = client.get("/v1/jobs/00000000-0000-0000-0000-000000000000", headers=headers)
+    assert r.status_code == 401 and r.json()["status"] == 401
+
+
+@pytest.mark.parametrize(("data", "form", "reason"), [
+    (b"", {}, "empty"),
+    (b"definitely not media", {}, "neither an image nor audio"),
+    (None, {"sigma": "-1"}, "sigma"),
+    (None, {"num_samples": "100000"}, "num_samples"),
+    (None, {"noise_space": "waveform"}, None),
+    (None, {"clustering": "dbscan"}, "clustering"),
+])  # fmt: skip
+def test_bad_input_is_a_problem_and_stores_nothing(client, keys, settings, store, data, form, reason):
+    before = len(list(store.client.list_objects(store.bucket, recursive=True)))
+    r = post_job(client, keys["alpha"], data=data, **form)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    if reason:
+        assert reason in r.json()["detail"]
+    assert counts(settings) == (0, 0)
+    assert len(list(store.client.list_objects(store.bucket, recursive=True))) == before
+
+
+def test_end_to_end_through_a_real_worker(client, keys, worker):
+    job_id = post_job(client, keys["alpha"], seed="3").json()["id"]
+    deadline = time.monotonic() + 180
+    while (body := client.get(f"/v1/jobs/{job_id}", headers=auth(keys["alpha"])).json())["finished_at"] is None:
+        assert time.monotonic() < deadline, body
+        time.sleep(0.3)
+    assert body["status"] == "succeeded" and body["answer"] == "red" and body["samples_spent"] == 11
+    samples = client.get(f"/v1/jobs/{job_id}/samples", headers=auth(keys["alpha"])).json()
+    assert len(samples) == 11 and sum(s["selected"] for s in samples) == 1 and samples[0]["is_clean"]
+
+
+def test_image_pixel_bound(client, keys, settings, monkeypatch):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 300)).save(buf, format="PNG")
+    client.app.state.settings = settings.model_copy(update={"max_image_pixels": 10_000})
+    r = post_job(client, keys["alpha"], data=buf.getvalue())
+    assert r.status_code == 422 and "pixels" in r.json()["detail"]
+
+
+def test_the_api_process_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, api.main, api.routes.jobs, workers.celery_app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
