@@ -6,11 +6,14 @@ bit-for-bit on any device (the model's arithmetic is another matter: same hardwa
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from shared.smoothing.types import CandidateSpec, SmoothConfig
+
+if TYPE_CHECKING:  # torch loads only where noise is drawn, not where rounds are planned
+    import torch
 
 
 def candidate_seed(job_seed: int, index: int) -> int:
@@ -40,10 +43,14 @@ def gaussian(
     shape: tuple[int, ...] | torch.Size,
     spec: CandidateSpec,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """σ·N(0, I) of ``shape`` for ``spec`` (zeros for the clean candidate), drawn on the CPU."""
+    """σ·N(0, I) of ``shape`` for ``spec`` (zeros for the clean candidate), drawn on the CPU;
+    float32 unless ``dtype`` says otherwise."""
+    import torch
+
+    dtype = dtype or torch.float32
     if spec.is_clean or spec.seed is None or spec.sigma == 0:
         return torch.zeros(shape, dtype=dtype, device=device)
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)

@@ -9,9 +9,8 @@ from shared.config import get_settings
 from shared.db import session_scope
 from shared.jobs import config_of, finish, samples_of, save_votes
 from shared.models import Job
-from shared.smoothing import aggregate as vote
-from shared.smoothing import next_step
-from shared.smoothing.smoother import EmbeddingCache
+from shared.smoothing.smoother import EmbeddingCache, next_step
+from shared.smoothing.smoother import aggregate as vote
 from workers.celery_app import TaskQueue, task
 
 
