@@ -69,5 +69,24 @@ def finish(session: Session, job: Job, result: SmoothResult) -> None:
     summary: dict[str, Any] = asdict(result)
     summary.pop("samples")
     job.result = summary
-    job.status = "abstained" if result.abstained else "succeeded"
+    if job.cancel_requested:
+        job.status = "cancelled"
+    else:
+        job.status = "abstained" if result.abstained else "succeeded"
     job.aggregated_at = job.finished_at = now()
+
+
+def cancel(job: Job) -> None:
+    """Stop a job: remaining rounds are not run. A job no worker has touched ends at once;
+    a running one ends at its next step (the GPU task checks before generating, the CPU task
+    after voting). Finished jobs can't be cancelled."""
+    if job.finished_at is not None:
+        raise ValueError(f"job {job.id} already finished ({job.status})")
+    job.cancel_requested = True
+    if job.rounds_done == 0 and job.status == "queued":
+        mark_cancelled(job)
+
+
+def mark_cancelled(job: Job) -> None:
+    job.status = "cancelled"
+    job.finished_at = now()

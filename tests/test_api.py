@@ -128,3 +128,27 @@ def test_the_api_process_never_imports_torch():
     code = "import sys, api.main, api.routes.jobs, workers.celery_app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cancel_a_queued_job_ends_it_and_twice_is_409(client, keys):
+    job_id = post_job(client, keys["alpha"]).json()["id"]
+    r = client.post(f"/v1/jobs/{job_id}/cancel", headers=auth(keys["alpha"]))
+    assert r.status_code == 202 and r.json()["status"] == "cancelled" and r.json()["finished_at"]
+    again = client.post(f"/v1/jobs/{job_id}/cancel", headers=auth(keys["alpha"]))
+    assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=auth(keys["beta"])).status_code == 404
+
+
+def test_cancel_stops_the_remaining_rounds_of_a_running_job(client, keys, worker):
+    # σ=4 keeps the vote undecided for several rounds (budget 200 = up to 25 rounds of 8)
+    job_id = post_job(client, keys["alpha"], adaptive="true", num_samples="200", sigma="4", seed="2").json()["id"]
+    url, h = f"/v1/jobs/{job_id}", auth(keys["alpha"])
+    deadline = time.monotonic() + 120
+    while client.get(url, headers=h).json()["rounds_done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    client.post(f"{url}/cancel", headers=h)
+    while (body := client.get(url, headers=h).json())["finished_at"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert body["status"] == "cancelled" and body["rounds_done"] < 10

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.schemas import JobPublic, SamplePublic
 from shared.intake import check_media, noise_space_for
-from shared.jobs import create_job
+from shared.jobs import cancel, create_job
 from shared.models import Job, Media, SampleRow
 from shared.smoothing.types import SmoothConfig
 
@@ -73,6 +73,17 @@ def submit_job(
     celery_app.send_task("gpu.sample_round", args=[str(job.id), 0], queue="gpu")
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = "1"
+    return to_public(job)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
+def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> JobPublic:
+    """Remaining rounds are not run; 409 if the job already finished."""
+    job = own_job(session, tenant, job_id)
+    try:
+        cancel(job)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
     return to_public(job)
 
 

@@ -7,7 +7,7 @@ import uuid
 from shared.backends.registry import load_generator
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import config_of, record_round
+from shared.jobs import config_of, mark_cancelled, record_round
 from shared.media import load_audio, load_image
 from shared.models import Job, Media
 from shared.smoothing.noise import plan_round
@@ -20,7 +20,10 @@ def sample_round(job_id: str, round_index: int) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
         job = session.get(Job, uuid.UUID(job_id))
-        if job is None or job.cancel_requested:
+        if job is None or job.finished_at is not None:
+            return
+        if job.cancel_requested:
+            mark_cancelled(job)
             return
         media = session.get(Media, job.media_id)
         assert media is not None
