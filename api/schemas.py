@@ -26,19 +26,3 @@ class JobPublic(BaseModel):
     generated_at: datetime | None = None
     finished_at: datetime | None = None
     links: dict[str, str]
-
-
-class SamplePublic(BaseModel):
-    index: int
-    round: int
-    seed: int | None
-    sigma: float
-    noise_space: str
-    is_clean: bool
-    text: str
-    num_tokens: int
-    generation_ms: float
-    cluster: int | None
-    cosine_to_centroid: float | None
-    selected: bool
-    answer_label: str | None

@@ -9,11 +9,11 @@ from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
 from sqlalchemy import select
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
-from api.schemas import JobPublic, SamplePublic
+from api.schemas import JobPublic
 from shared.intake import check_media, noise_space_for
-from shared.jobs import cancel, create_job
-from shared.models import Job, Media, SampleRow
-from shared.smoothing.types import SmoothConfig
+from shared.jobs import cancel, create_job, samples_of
+from shared.models import Job, Media
+from shared.smoothing.types import Sample, SmoothConfig
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -92,8 +92,8 @@ def read_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> J
     return to_public(own_job(session, tenant, job_id))
 
 
-@router.get("/{job_id}/samples", response_model=list[SamplePublic])
-def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[SamplePublic]:
+@router.get("/{job_id}/samples", response_model=list[Sample])
+def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Sample]:
+    """Every candidate with its provenance (the core's ``Sample``), in index order."""
     own_job(session, tenant, job_id)
-    rows = session.scalars(select(SampleRow).where(SampleRow.job_id == job_id).order_by(SampleRow.index))
-    return [SamplePublic.model_validate(r, from_attributes=True) for r in rows]
+    return samples_of(session, job_id)
