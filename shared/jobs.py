@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import Job, Media, SampleRow
 from shared.smoothing.types import CandidateSpec, Generation, Sample, SmoothConfig, SmoothResult
+from shared.storage import ObjectStore
 
 SAMPLE_FIELDS = [f.name for f in fields(Sample)]
 
@@ -27,6 +28,19 @@ def config_of(job: Job) -> SmoothConfig:
     if params.get("answer_set") is not None:
         params["answer_set"] = tuple(params["answer_set"])
     return SmoothConfig(**params)
+
+
+def save_media(session: Session, store: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, content_type: str,
+               modality: str) -> Media:  # fmt: skip
+    """The tenant's media row for ``data``, stored once in the object store and once in the table."""
+    key, sha = store.put_media(str(tenant_id), data, content_type)
+    media = session.scalar(select(Media).where(Media.tenant_id == tenant_id, Media.sha256 == sha))
+    if media is None:
+        media = Media(tenant_id=tenant_id, sha256=sha, content_type=content_type, modality=modality,
+                      size_bytes=len(data), object_key=key)  # fmt: skip
+        session.add(media)
+        session.flush()
+    return media
 
 
 def create_job(session: Session, *, media: Media, prompt: str, model: str, config: SmoothConfig,

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from shared.config import DEMO_IMAGE, DEMO_MODEL
 from shared.db import session_scope
-from shared.jobs import create_job
-from shared.models import Job, Media, SampleRow
+from shared.jobs import create_job, save_media
+from shared.models import Job, SampleRow
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant
 
@@ -19,11 +19,7 @@ def submit(database, store, prompt, config):
     data = DEMO_IMAGE.read_bytes()
     with session_scope(database) as s:
         tenant = create_tenant(s, name=f"t{uuid.uuid4().hex[:6]}")
-        key, sha = store.put_media(str(tenant.id), data, "image/png")
-        media = Media(tenant_id=tenant.id, sha256=sha, content_type="image/png", modality="image",
-                      size_bytes=len(data), object_key=key)  # fmt: skip
-        s.add(media)
-        s.flush()
+        media = save_media(s, store, tenant_id=tenant.id, data=data, content_type="image/png", modality="image")
         job = create_job(s, media=media, prompt=prompt, model=str(DEMO_MODEL), config=config)
         return str(job.id)
 

@@ -6,13 +6,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
-from sqlalchemy import select
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.schemas import JobPublic
 from shared.intake import check_media, noise_space_for
-from shared.jobs import cancel, create_job, samples_of
-from shared.models import Job, Media
+from shared.jobs import cancel, create_job, samples_of, save_media
+from shared.models import Job
 from shared.smoothing.types import Sample, SmoothConfig
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -59,13 +58,8 @@ def submit_job(
                               max_new_tokens=max_new_tokens)  # fmt: skip
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    key, sha = store.put_media(str(tenant.id), data, media_info.content_type)
-    media = session.scalar(select(Media).where(Media.tenant_id == tenant.id, Media.sha256 == sha))
-    if media is None:
-        media = Media(tenant_id=tenant.id, sha256=sha, content_type=media_info.content_type,
-                      modality=media_info.modality, size_bytes=len(data), object_key=key)  # fmt: skip
-        session.add(media)
-        session.flush()
+    media = save_media(session, store, tenant_id=tenant.id, data=data, content_type=media_info.content_type,
+                       modality=media_info.modality)  # fmt: skip
     job = create_job(session, media=media, prompt=prompt, model=settings.model, config=config)
     session.commit()  # the row exists before the message is sent
     from workers.celery_app import app as celery_app
