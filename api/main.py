@@ -1,16 +1,21 @@
-"""The FastAPI app: routes, RFC 9457 problem+json errors, health. Never imports torch."""
+"""The FastAPI app: routes, RFC 9457 problem+json errors, health and metrics. Never imports torch."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.routes import jobs
+from api.routes import jobs, media, ops, webhooks
 from shared.config import Settings, get_settings
 from shared.storage import ObjectStore
 
 PROBLEM = "application/problem+json"
+TITLES = {401: "Unauthorized", 404: "Not Found", 409: "Conflict", 415: "Unsupported Media Type",
+          422: "Unprocessable Content", 503: "Service Unavailable"}  # fmt: skip
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -19,24 +24,29 @@ def problem(status: int, title: str, detail: str, headers: dict[str, str] | None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(title="SmoothGuard", version="0.1.0")
+    app = FastAPI(title="SmoothGuard", version="0.1.0", description="Randomized-smoothing defense for multimodal LLMs")
     app.state.settings = settings or get_settings()
     app.state.store = ObjectStore.from_settings(app.state.settings)
-    app.include_router(jobs.router)
+    app.state.metrics, latency = ops.metrics_registry(app.state.settings)
+    for module in (jobs, media, webhooks, ops):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        latency.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - start)
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_problem(request: Request, exc: HTTPException) -> JSONResponse:
-        titles = {401: "Unauthorized", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Content"}
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
+        return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail),
                        headers=getattr(exc, "headers", None))  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return problem(422, "Unprocessable Content", detail)
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     return app

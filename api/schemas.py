@@ -1,28 +1,123 @@
-"""Response bodies."""
+"""Request and response bodies."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.smoothing.types import YES_NO, SmoothConfig
+
+
+class JobOptions(BaseModel):
+    """A defense job's options: the multipart form fields, or the JSON body beside ``media_id``.
+    Defaults are the paper's. Limits that depend on the deployment (``num_samples``,
+    ``max_new_tokens``, ``model``) are checked against the settings on submit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=4000)
+    model: str | None = Field(None, description="a known model id; default: the service's model")
+    sigma: float = Field(0.1, ge=0, le=10, description="noise std in the noise space")
+    num_samples: int = Field(10, ge=1, description="noisy candidates; the budget when adaptive")
+    include_clean: bool = True
+    noise_space: Literal["normalized", "pixel", "waveform"] | None = Field(
+        None, description="default: normalized for images (the paper), waveform for audio"
+    )
+    clustering: Literal["kmeans", "agglomerative"] = "kmeans"
+    distance_threshold: float = Field(0.3, gt=0, le=2)
+    adaptive: bool = False
+    round_size: int = Field(8, ge=1)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    max_new_tokens: int = Field(128, ge=1)
+    answers: list[str] | None = Field(None, description='closed answer set: ["yes", "no"], or "yes-no" / "a,b,c"')
+    prefer_refusal: bool = False
+    callback_url: str | None = Field(None, max_length=2000, description="a webhook endpoint registered first")
+
+    @field_validator("answers", mode="before")
+    @classmethod
+    def _answers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return list(YES_NO) if value == "yes-no" else [a.strip() for a in value.split(",") if a.strip()]
+        return value
+
+    def config(self, noise_space: str) -> SmoothConfig:
+        """The core's config (raises ``ValueError`` for combinations it rejects)."""
+        fields = self.model_dump(include=set(JobOptions.model_fields) - {"prompt", "model", "answers", "callback_url",
+                                                                         "noise_space"})  # fmt: skip
+        answers = tuple(self.answers) if self.answers else None
+        return SmoothConfig(**fields, noise_space=noise_space, answer_set=answers)  # type: ignore[arg-type]
+
+
+class JobCreate(JobOptions):
+    """``POST /v1/jobs`` as JSON: media uploaded first with ``POST /v1/media``."""
+
+    media_id: UUID
+
+
+class MediaPublic(BaseModel):
+    id: UUID
+    sha256: str
+    content_type: str
+    modality: str
+    size_bytes: int
+    created_at: datetime
+    url: str = Field(description="presigned download link (expires)")
 
 
 class JobPublic(BaseModel):
     id: UUID
-    status: str
+    status: str = Field(description="queued | running | succeeded | abstained | failed | cancelled")
     model: str
     prompt: str
     params: dict[str, Any]
+    media_id: UUID
+    callback_url: str | None = None
+    idempotency_key: str | None = None
     answer: str | None = None
     abstained: bool | None = None
     consensus: dict[str, Any] | None = None
+    stop_reason: str | None = None
     samples_spent: int | None = None
     rounds_done: int
+    timings: dict[str, Any] | None = Field(None, description="generation / embedding / clustering ms")
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
     generated_at: datetime | None = None
+    aggregated_at: datetime | None = None
     finished_at: datetime | None = None
     links: dict[str, str]
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last")
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2000)
+
+
+class WebhookPublic(BaseModel):
+    id: UUID
+    url: str
+    enabled: bool
+    disabled_reason: str | None = None
+    created_at: datetime
+    secret: str | None = Field(None, description="whsec_… — shown only when created or rotated")
+
+
+class DeliveryPublic(BaseModel):
+    id: UUID
+    endpoint_id: UUID
+    message_id: str
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None

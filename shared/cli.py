@@ -28,7 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     create_key = keys.add_parser("create", help="create an API key for a tenant (shown once)")
     create_key.add_argument("tenant", help="tenant name")
     create_key.add_argument("--name", default=None, help="a label for the key")
+    _service_parsers(sub)
     return parser
+
+
+def _service_parsers(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="run the whole service here: PostgreSQL, Redis, S3, API and workers (no Docker)")
+    up.add_argument("--data-dir", type=Path, default=Path(".smoothguard"), help="where the services keep their data")
+    for p in (up, sub.add_parser("api", help="serve the REST API (uvicorn)")):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+    worker = sub.add_parser("worker", help="run a Celery worker on queues, or the sweeper (beat)")
+    worker.add_argument("queues", nargs="+", choices=["gpu", "cpu", "webhooks", "beat"],
+                        help="queues to consume; 'beat' alone runs only the periodic sweeper")  # fmt: skip
+    worker.add_argument("--beat", action="store_true", help="also run the sweeper in this process (one per stack)")
+    worker.add_argument("--concurrency", type=int, default=8, help="threads for a webhooks-only worker")
 
 
 def _defend_parser(p: argparse.ArgumentParser) -> None:
@@ -168,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("migrate", "tenants", "keys"):
             print(admin(args))
             return 0
+        if args.command in ("up", "api", "worker"):
+            from shared import services
+
+            return int(getattr(services, args.command)(args))
         result = defend(args)
     except (ValueError, OSError, SQLAlchemyError) as exc:  # bad input, unreadable file, model or DB not there
         print(f"smoothguard: error: {exc}", file=sys.stderr)

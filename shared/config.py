@@ -36,6 +36,20 @@ class Settings(BaseSettings):
     max_num_samples: int = 256  # noisy candidates per job (the adaptive budget)
     max_new_tokens: int = 1024
     known_models: str = ""  # comma-separated extra model ids/paths the API accepts besides the default
+    public_url: str = "http://127.0.0.1:8000"  # how callers reach the API: links in webhooks
+    webhook_allowlist: str = ""  # comma-separated callback hosts allowed although private/loopback
+    webhook_timeout_s: float = 10.0
+    broker_visibility_timeout_s: float = 3600.0  # an unacked task of a dead worker is redelivered after this
+    sweep_interval_s: float = 60.0  # how often the sweeper looks for jobs whose message was lost
+    stale_after_s: float = 900.0  # an unfinished job untouched this long is re-enqueued by the sweeper
+
+    def model_ids(self) -> list[str]:
+        """The models jobs may name: the default first, then ``known_models``."""
+        extra = [m.strip() for m in self.known_models.split(",") if m.strip()]
+        return list(dict.fromkeys([self.model, *extra]))
+
+    def allowed_callback_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip() for h in self.webhook_allowlist.split(",") if h.strip())
 
 
 @lru_cache

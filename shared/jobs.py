@@ -48,10 +48,32 @@ def create_job(session: Session, *, media: Media, prompt: str, model: str, confi
                callback_url: str | None = None) -> Job:  # fmt: skip
     job = Job(tenant_id=media.tenant_id, media_id=media.id, status="queued", model=model, prompt=prompt,
               params=asdict(config), request_hash=request_hash, idempotency_key=idempotency_key,
-              callback_url=callback_url, rounds_done=0, cancel_requested=False)  # fmt: skip
+              callback_url=callback_url, rounds_done=0, aggregated_rounds=0, cancel_requested=False,
+              touched_at=now())  # fmt: skip
     session.add(job)
     session.flush()
     return job
+
+
+def lock(session: Session, job_id: str | uuid.UUID) -> Job | None:
+    """The job row, locked for this transaction: steps of one job never interleave."""
+    return session.get(Job, uuid.UUID(str(job_id)), with_for_update=True)
+
+
+def needs_round(job: Job | None, round_index: int) -> bool:
+    """False for a finished job or a round already generated (a redelivered message)."""
+    return job is not None and job.finished_at is None and round_index >= job.rounds_done
+
+
+def needs_vote(job: Job | None) -> bool:
+    """False for a finished job or when the latest round was already voted on (a duplicate)."""
+    return job is not None and job.finished_at is None and job.aggregated_rounds < job.rounds_done
+
+
+def start(job: Job) -> None:
+    job.status = "running"
+    job.started_at = job.started_at or now()
+    job.touched_at = now()
 
 
 def record_round(session: Session, job: Job, specs: list[CandidateSpec], gens: list[Generation]) -> None:
@@ -63,7 +85,7 @@ def record_round(session: Session, job: Job, specs: list[CandidateSpec], gens: l
     session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "round", "index"], set_=keep))
     job.rounds_done = max(job.rounds_done, specs[0].round + 1) if specs else job.rounds_done
     job.status = "running"
-    job.generated_at = now()
+    job.generated_at = job.touched_at = now()
 
 
 def samples_of(session: Session, job_id: uuid.UUID) -> list[Sample]:
@@ -83,6 +105,7 @@ def finish(session: Session, job: Job, result: SmoothResult) -> None:
     summary: dict[str, Any] = asdict(result)
     summary.pop("samples")
     job.result = summary
+    job.aggregated_rounds = job.rounds_done
     if job.cancel_requested:
         job.status = "cancelled"
     else:
@@ -104,3 +127,28 @@ def cancel(job: Job) -> None:
 def mark_cancelled(job: Job) -> None:
     job.status = "cancelled"
     job.finished_at = now()
+
+
+def fail(session: Session, job_id: str, error: str) -> Job | None:
+    """A step raised: the job ends ``failed`` with the reason (not retried: the input or model is at fault)."""
+    job = lock(session, job_id)
+    if job is None or job.finished_at is not None:
+        return None
+    job.status, job.error, job.finished_at = "failed", error[:4000], now()
+    return job
+
+
+def stale_jobs(session: Session, older_than: datetime) -> list[tuple[str, str, list[Any]]]:
+    """Unfinished jobs nobody touched since ``older_than`` (their message was lost): the task to
+    send for each, as ``(job id, task name, args)``. Their clocks are reset so each is re-sent once
+    per bound; a duplicate is harmless (every step checks what is already done)."""
+    jobs = session.scalars(select(Job).where(Job.finished_at.is_(None), Job.touched_at < older_than)
+                           .with_for_update(skip_locked=True)).all()  # fmt: skip
+    out: list[tuple[str, str, list[Any]]] = []
+    for job in jobs:
+        job.touched_at = now()
+        if job.aggregated_rounds < job.rounds_done:
+            out.append((str(job.id), "cpu.aggregate", [str(job.id)]))
+        else:
+            out.append((str(job.id), "gpu.sample_round", [str(job.id), job.rounds_done]))
+    return out

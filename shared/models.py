@@ -7,7 +7,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy import func as sa_func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,7 +77,10 @@ class Media(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),  # the list's cursor order
+    )
     id: Mapped[uuid.UUID] = _id()
     tenant_id: Mapped[uuid.UUID] = _tenant()
     media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id"))
@@ -77,6 +92,7 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     callback_url: Mapped[str | None] = mapped_column(String(2000))
     rounds_done: Mapped[int] = mapped_column(Integer, default=0)
+    aggregated_rounds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # rounds voted on
     result: Mapped[dict[str, Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
@@ -85,6 +101,9 @@ class Job(Base):
     aggregated_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    touched_at: Mapped[datetime | None] = mapped_column(
+        index=True
+    )  # last message sent or task started; the sweeper's clock
 
 
 class SampleRow(Base):
@@ -112,6 +131,7 @@ class SampleRow(Base):
 
 class WebhookEndpoint(Base):
     __tablename__ = "webhook_endpoints"
+    __table_args__ = (UniqueConstraint("tenant_id", "url"),)
     id: Mapped[uuid.UUID] = _id()
     tenant_id: Mapped[uuid.UUID] = _tenant()
     url: Mapped[str] = mapped_column(String(2000))

@@ -41,9 +41,13 @@ class ObjectStore:
             raise
         return True
 
+    @staticmethod
+    def sha256(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
     def put_media(self, tenant_id: str, data: bytes, content_type: str) -> tuple[str, str]:
         """Store ``data`` once per tenant and content; returns ``(object key, sha256)``."""
-        sha = hashlib.sha256(data).hexdigest()
+        sha = self.sha256(data)
         key = media_key(tenant_id, sha)
         if not self.exists(key):
             self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)

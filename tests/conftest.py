@@ -56,53 +56,41 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    """A real PostgreSQL server for the session, started by the same launcher users run."""
-    from shared.stack import EmbeddedPostgres
+def stack(tmp_path_factory):
+    """PostgreSQL, Redis and S3 for the session, started by ``smoothguard up``'s launcher."""
+    from shared.launcher import Stack
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("stack")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """A real S3 server (SeaweedFS) that enforces these credentials."""
-    from shared.stack import EmbeddedS3
-
-    server = EmbeddedS3(tmp_path_factory.mktemp("s3"), "test-key", "test-secret-123").start()
-    yield server
-    server.stop()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SMOOTHGUARD_")}
+    started = Stack(tmp_path_factory.mktemp("stack"), environ=environ).start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    from shared.stack import EmbeddedRedis
+def postgres(stack):
+    return stack.postgres
 
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
+
+@pytest.fixture(scope="session")
+def redis_server(stack):
+    return stack.redis
+
+
+@pytest.fixture(scope="session")
+def s3_server(stack):
+    return stack.s3
 
 
 @pytest.fixture()
-def store(s3_server):
-    """The object store on the S3 server, bucket created once the server answers."""
-    import time
+def store(stack):
+    """The object store on the stack's S3 server (a bucket of the tests' own)."""
+    from shared.launcher import ensure_bucket
 
-    from minio.error import S3Error
-
+    settings = stack.settings(SMOOTHGUARD_S3_BUCKET="media-test")
+    ensure_bucket(settings)
     from shared.storage import ObjectStore
 
-    store = ObjectStore(s3_server.endpoint, "test-key", "test-secret-123", "media-test")
-    deadline = time.monotonic() + 20
-    while True:  # the S3 port opens before the filer behind it is ready
-        try:
-            store.ensure_bucket()
-            return store
-        except (S3Error, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return ObjectStore.from_settings(settings)
 
 
 @pytest.fixture()
@@ -110,12 +98,9 @@ def empty_database(postgres):
     """A new, empty database on the session's PostgreSQL server."""
     import uuid
 
-    import psycopg
+    from shared.launcher import create_database
 
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.url, autocommit=True) as con:
-        con.execute(f"create database {name}")
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(postgres.url, f"t_{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture()
@@ -128,22 +113,74 @@ def database(empty_database):
 
 
 @pytest.fixture()
-def worker(database, redis_server, s3_server, store, tmp_path):
-    """A Celery worker process on the gpu and cpu queues, configured for these services."""
-    import os
-    import subprocess
-    import sys
+def service_env(stack, database, store):
+    """What the API and workers of one test read: the stack, this test's database and bucket."""
+    from shared.config import DEMO_MODEL
 
-    env = os.environ | {
-        "SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_REDIS_URL": redis_server.url,
-        "SMOOTHGUARD_S3_ENDPOINT": s3_server.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": "test-key",
-        "SMOOTHGUARD_S3_SECRET_KEY": "test-secret-123", "SMOOTHGUARD_S3_BUCKET": store.bucket,
-        "SMOOTHGUARD_DEVICE": "cpu",
+    return stack.env | {
+        "SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_S3_BUCKET": store.bucket, "SMOOTHGUARD_DEVICE": "cpu",
+        "SMOOTHGUARD_MODEL": str(DEMO_MODEL), "SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1,localhost",
+        "SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S": "4",
     }  # fmt: skip
-    log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
-                             "--pool", "solo", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    yield proc
-    proc.terminate()
-    proc.wait(30)
-    print((tmp_path / "worker.log").read_text()[-3000:])
+
+
+@pytest.fixture()
+def spawn_worker(stack, service_env):
+    """Start ``smoothguard worker gpu cpu webhooks`` processes (one model each) for this test."""
+    import itertools
+
+    import redis
+
+    redis.Redis.from_url(stack.env["SMOOTHGUARD_REDIS_URL"]).flushall()  # no messages of earlier tests
+    names, counter = [], itertools.count()
+
+    def start(queues=("gpu", "cpu", "webhooks")):
+        name = f"worker-{os.getpid()}-{next(counter)}"
+        names.append(name)
+        return stack.spawn(name, ["worker", *queues], env=service_env)
+
+    yield start
+    stack.stop_children(names, timeout=30)
+    for name in names:
+        print((stack.root / "logs" / f"{name}.log").read_text()[-3000:])
+
+
+@pytest.fixture()
+def worker(spawn_worker):
+    return spawn_worker()
+
+
+@pytest.fixture()
+def settings(service_env, monkeypatch):
+    """This test's settings, in the environment too (the API reads them there)."""
+    for k, v in service_env.items():
+        monkeypatch.setenv(k, v)
+    from shared.config import get_settings
+
+    get_settings.cache_clear()
+    import workers.celery_app as celery_module
+
+    monkeypatch.setattr(celery_module.app.conf, "broker_url", service_env["SMOOTHGUARD_REDIS_URL"])
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture()
+def keys(settings):
+    from shared.db import session_scope
+    from shared.tenants import create_api_key, create_tenant
+
+    out = {}
+    with session_scope(settings.database_url) as s:
+        for name in ("alpha", "beta"):
+            _, out[name] = create_api_key(s, tenant=create_tenant(s, name=name))
+    return out
+
+
+@pytest.fixture()
+def client(settings):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    return TestClient(create_app(settings))

@@ -4,55 +4,11 @@ import io
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.main import create_app
-from shared.config import DEMO_IMAGE, DEMO_MODEL, Settings, get_settings
 from shared.db import session_scope
 from shared.models import Job, Media
-from shared.tenants import create_api_key, create_tenant
-
-
-@pytest.fixture()
-def settings(database, redis_server, s3_server, store, monkeypatch):
-    env = {"SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_REDIS_URL": redis_server.url,
-           "SMOOTHGUARD_S3_ENDPOINT": s3_server.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": "test-key",
-           "SMOOTHGUARD_S3_SECRET_KEY": "test-secret-123", "SMOOTHGUARD_S3_BUCKET": store.bucket,
-           "SMOOTHGUARD_DEVICE": "cpu", "SMOOTHGUARD_MODEL": str(DEMO_MODEL)}  # fmt: skip
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    import workers.celery_app as celery_module
-
-    monkeypatch.setattr(celery_module.app.conf, "broker_url", redis_server.url)
-    yield Settings()
-    get_settings.cache_clear()
-
-
-@pytest.fixture()
-def keys(settings):
-    out = {}
-    with session_scope(settings.database_url) as s:
-        for name in ("alpha", "beta"):
-            _, out[name] = create_api_key(s, tenant=create_tenant(s, name=name))
-    return out
-
-
-@pytest.fixture()
-def client(settings):
-    return TestClient(create_app(settings))
-
-
-def auth(key):
-    return {"Authorization": f"Bearer {key}"}
-
-
-def post_job(client, key, data=None, **form):
-    files = {"file": ("x.png", data if data is not None else DEMO_IMAGE.read_bytes(), "image/png")}
-    return client.post(
-        "/v1/jobs", headers=auth(key), files=files, data={"prompt": "What colour is the circle?", **form}
-    )
+from tests.helpers import auth, post_job
 
 
 def counts(settings):
@@ -62,7 +18,8 @@ def counts(settings):
 
 def test_submit_returns_202_with_location_and_stores_media_once(client, keys, settings, store):
     r1 = post_job(client, keys["alpha"])
-    assert post_job(client, keys["alpha"]).status_code == 202
+    r2 = post_job(client, keys["alpha"])
+    assert r2.status_code == 202, r2.text
     assert r1.status_code == 202 and r1.headers["Location"] == f"/v1/jobs/{r1.json()['id']}"
     assert r1.headers["Retry-After"] and r1.json()["status"] == "queued"
     assert counts(settings) == (2, 1)

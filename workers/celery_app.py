@@ -1,7 +1,9 @@
-"""The one Celery app: queues ``gpu`` (generation), ``cpu`` (embedding and voting), ``webhooks``.
+"""The one Celery app: queues ``gpu`` (generation), ``cpu`` (embedding, voting, the sweeper),
+``webhooks`` (deliveries).
 
-Task payloads are ids. GPU tasks ack late with prefetch 1 and are re-queued if the worker
-dies mid-round (``reject_on_worker_lost``); rounds are idempotent, so a redelivery is harmless.
+Task payloads are ids. Tasks ack late with prefetch 1: a task whose worker dies (even SIGKILL)
+is delivered again — by the broker after ``broker_visibility_timeout_s`` on Redis, at once for a
+dead pool child (``reject_on_worker_lost``). Every step is idempotent, so a redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ class TaskQueue(StrEnum):
 
 def make_app() -> Celery:
     settings = get_settings()
-    app = Celery("smoothguard", broker=settings.redis_url, include=["workers.gpu.tasks", "workers.cpu.tasks"])
+    app = Celery(
+        "smoothguard",
+        broker=settings.redis_url,
+        include=["workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks"],
+    )
     app.conf.update(
         task_queues=[Queue(q.value) for q in TaskQueue],
         task_default_queue=TaskQueue.CPU.value,
@@ -32,6 +38,9 @@ def make_app() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        beat_schedule={"sweep": {"task": "cpu.sweep", "schedule": settings.sweep_interval_s}},
+        worker_hijack_root_logger=False,
     )
     return app
 
@@ -42,3 +51,8 @@ app = make_app()
 def task(queue: TaskQueue, name: str):
     """Every task through here: an explicit name and its queue."""
     return app.task(name=name, queue=queue.value)
+
+
+def send(name: str, args: list, queue: TaskQueue, countdown: float | None = None) -> None:
+    """Send by name (callers need not import the task's module, nor torch with it)."""
+    app.send_task(name, args=args, queue=queue.value, countdown=countdown)

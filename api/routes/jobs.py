@@ -1,89 +1,201 @@
-"""Defense jobs: submit (multipart), read, list samples."""
+"""Defense jobs: submit (multipart or JSON), list, read, samples, cancel, webhook deliveries."""
 
 from __future__ import annotations
 
+import base64
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
-from api.schemas import JobPublic
-from shared.intake import check_media, noise_space_for
+from api.schemas import DeliveryPublic, JobCreate, JobOptions, JobPage, JobPublic
+from shared.config import Settings
+from shared.deliveries import check_callback
+from shared.intake import IntakeError, check_media, check_options, noise_space_for, replay, request_hash
 from shared.jobs import cancel, create_job, samples_of, save_media
-from shared.models import Job
-from shared.smoothing.types import Sample, SmoothConfig
+from shared.models import Delivery, Job, Media, Tenant
+from shared.smoothing.types import Sample
+from shared.storage import ObjectStore
+from workers.celery_app import TaskQueue, send
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+STATUSES = ("queued", "running", "succeeded", "abstained", "failed", "cancelled")
 
 
-def to_public(job: Job) -> JobPublic:
+def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPublic:
     r = job.result or {}
-    links = {"self": f"/v1/jobs/{job.id}", "samples": f"/v1/jobs/{job.id}/samples"}
+    links = {"self": f"/v1/jobs/{job.id}", "samples": f"/v1/jobs/{job.id}/samples",
+             "deliveries": f"/v1/jobs/{job.id}/deliveries"}  # fmt: skip
+    if media is not None:
+        links["media"] = store.presigned_url(media.object_key)
     return JobPublic(id=job.id, status=job.status, model=job.model, prompt=job.prompt, params=job.params,
+                     media_id=job.media_id, callback_url=job.callback_url, idempotency_key=job.idempotency_key,
                      answer=r.get("answer"), abstained=r.get("abstained"), consensus=r.get("consensus"),
-                     samples_spent=r.get("samples_spent"), rounds_done=job.rounds_done, error=job.error,
+                     stop_reason=r.get("stop_reason"), samples_spent=r.get("samples_spent"),
+                     rounds_done=job.rounds_done, timings=r.get("timings"), error=job.error,
                      created_at=job.created_at, started_at=job.started_at, generated_at=job.generated_at,
-                     finished_at=job.finished_at, links=links)  # fmt: skip
+                     aggregated_at=job.aggregated_at, finished_at=job.finished_at, links=links)  # fmt: skip
 
 
-def own_job(session, tenant, job_id: uuid.UUID) -> Job:
+def own_job(session: Session, tenant: Tenant, job_id: uuid.UUID) -> Job:
     job = session.get(Job, job_id)
     if job is None or job.tenant_id != tenant.id:  # another tenant's id is indistinguishable from none
         raise HTTPException(404, f"no job {job_id}")
     return job
 
 
-@router.post("", status_code=202, response_model=JobPublic)
+def own_media(session: Session, tenant: Tenant, media_id: uuid.UUID) -> Media:
+    media = session.get(Media, media_id)
+    if media is None or media.tenant_id != tenant.id:
+        raise HTTPException(404, f"no media {media_id}")
+    return media
+
+
+def validated(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+
+
+class JobInput(BaseModel):
+    options: JobOptions
+    data: bytes | None = None
+    media_id: uuid.UUID | None = None
+
+
+async def job_input(request: Request, settings: SettingsDep) -> JobInput:
+    """The body: multipart (``file`` + option fields) or JSON (``media_id`` + options)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise HTTPException(422, "the body is not valid JSON") from exc
+        create = validated(JobCreate, body)
+        return JobInput(options=create, media_id=create.media_id)
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "file: a multipart file field is required")
+        fields = {k: v for k, v in form.multi_items() if k != "file"}
+        return JobInput(options=validated(JobOptions, fields), data=await upload.read(settings.max_upload_bytes + 1))
+    raise HTTPException(415, "send multipart/form-data (file + fields) or application/json (media_id + fields)")
+
+
+def submit(session: Session, store: ObjectStore, s: Settings, tenant: Tenant, body: JobInput,
+           key: str | None) -> tuple[Job, bool]:  # fmt: skip
+    """Validate everything, then store: the job (new: True) or, for a repeated Idempotency-Key
+    with the same body, the job it made (False)."""
+    opts = body.options
+    model = check_options(s, model=opts.model, num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens)
+    if body.data is not None:
+        checked = check_media(body.data, s)
+        modality, sha = checked.modality, ObjectStore.sha256(body.data)
+    else:
+        assert body.media_id is not None
+        media = own_media(session, tenant, body.media_id)
+        modality, sha = media.modality, media.sha256
+    config = opts.config(noise_space_for(modality, opts.noise_space))
+    check_callback(session, tenant.id, opts.callback_url)
+    digest = request_hash(media_sha256=sha, prompt=opts.prompt, model=model, config=config,
+                          callback_url=opts.callback_url)  # fmt: skip
+    if (earlier := replay(session, tenant.id, key, digest)) is not None:
+        return earlier, False
+    if body.data is not None:
+        media = save_media(session, store, tenant_id=tenant.id, data=body.data, content_type=checked.content_type,
+                           modality=modality)  # fmt: skip
+    job = create_job(session, media=media, prompt=opts.prompt, model=model, config=config, request_hash=digest,
+                     idempotency_key=key, callback_url=opts.callback_url)  # fmt: skip
+    return job, True
+
+
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "allOf": [{"$ref": "#/components/schemas/JobOptions"}],
+                "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file", "prompt"]}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
+        },
+    }
+}  # fmt: skip
+
+
+@router.post("", status_code=202, response_model=JobPublic, openapi_extra=SUBMIT_BODY,
+             responses={409: {"description": "a request with this Idempotency-Key is in progress"},
+                        415: {"description": "neither multipart nor JSON"},
+                        422: {"description": "bad input, unknown model, or a reused Idempotency-Key"}})  # fmt: skip
 def submit_job(
     response: Response, tenant: CurrentTenant, session: SessionDep, store: StoreDep, settings: SettingsDep,
-    file: Annotated[UploadFile, File()], prompt: Annotated[str, Form(min_length=1, max_length=4000)],
-    sigma: Annotated[float, Form(ge=0, le=10)] = 0.1,
-    num_samples: Annotated[int, Form(ge=1)] = 10,
-    noise_space: Annotated[str | None, Form()] = None,
-    clustering: Annotated[str, Form()] = "kmeans",
-    adaptive: Annotated[bool, Form()] = False,
-    alpha: Annotated[float, Form()] = 0.05,
-    seed: Annotated[int, Form(ge=0)] = 0,
-    max_new_tokens: Annotated[int, Form(ge=1)] = 128,
+    body: Annotated[JobInput, Depends(job_input)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:  # fmt: skip
-    data = file.file.read(settings.max_upload_bytes + 1)
+    """Queue a defense job. The same ``Idempotency-Key`` with the same body returns the same job
+    (``Idempotent-Replayed: true``); with another body → 422; while the first request with that key
+    is still being processed → 409. Bad input stores nothing."""
     try:
-        media_info = check_media(data, settings)
-        if num_samples > settings.max_num_samples or max_new_tokens > settings.max_new_tokens:
-            raise ValueError(f"num_samples ≤ {settings.max_num_samples} and max_new_tokens ≤ {settings.max_new_tokens}")
-        space = noise_space_for(media_info.modality, noise_space)
-        config = SmoothConfig(sigma=sigma, num_samples=num_samples, noise_space=space,  # type: ignore[arg-type]
-                              clustering=clustering, adaptive=adaptive, alpha=alpha, seed=seed,  # type: ignore[arg-type]
-                              max_new_tokens=max_new_tokens)  # fmt: skip
+        job, created = submit(session, store, settings, tenant, body, idempotency_key)
+    except IntakeError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    media = save_media(session, store, tenant_id=tenant.id, data=data, content_type=media_info.content_type,
-                       modality=media_info.modality)  # fmt: skip
-    job = create_job(session, media=media, prompt=prompt, model=settings.model, config=config)
-    session.commit()  # the row exists before the message is sent
-    from workers.celery_app import app as celery_app
-
-    celery_app.send_task("gpu.sample_round", args=[str(job.id), 0], queue="gpu")
+    if created:
+        session.commit()  # the row exists before the message is sent; a lost message is swept up
+        send("gpu.sample_round", [str(job.id), 0], TaskQueue.GPU)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = "1"
-    return to_public(job)
+    return to_public(job, store, session.get(Media, job.media_id))
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
-def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> JobPublic:
-    """Remaining rounds are not run; 409 if the job already finished."""
-    job = own_job(session, tenant, job_id)
+def encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        cancel(job)
+        created, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
     except ValueError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    return to_public(job)
+        raise HTTPException(422, "cursor: not a cursor this API returned") from exc
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    tenant: CurrentTenant, session: SessionDep, store: StoreDep,
+    status: Annotated[str | None, Query(description=" | ".join(STATUSES))] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+) -> JobPage:  # fmt: skip
+    """The tenant's jobs, newest first, ``limit`` at a time; ``next_cursor`` fetches the next page."""
+    if status is not None and status not in STATUSES:
+        raise HTTPException(422, f"status: one of {', '.join(STATUSES)}")
+    query = select(Job).where(Job.tenant_id == tenant.id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*decode_cursor(cursor)))
+    jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
+    page = jobs[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
+    return JobPage(items=[to_public(j, store) for j in page], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> JobPublic:
-    return to_public(own_job(session, tenant, job_id))
+def read_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
+    job = own_job(session, tenant, job_id)
+    return to_public(job, store, session.get(Media, job.media_id))
 
 
 @router.get("/{job_id}/samples", response_model=list[Sample])
@@ -91,3 +203,37 @@ def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
     """Every candidate with its provenance (the core's ``Sample``), in index order."""
     own_job(session, tenant, job_id)
     return samples_of(session, job_id)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
+def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
+    """Remaining rounds are not run; 409 if the job already finished."""
+    job = own_job(session, tenant, job_id)
+    try:
+        cancel(job)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return to_public(job, store)
+
+
+@router.get("/{job_id}/deliveries", response_model=list[DeliveryPublic])
+def read_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Delivery]:
+    """Every webhook attempt for the job, oldest first."""
+    own_job(session, tenant, job_id)
+    return list(session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.attempt)))
+
+
+@router.post("/{job_id}/webhook/redeliver", status_code=202, response_model=JobPublic)
+def redeliver(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
+    """Send the job's webhook again (a new series of attempts, the same ``webhook-id``)."""
+    job = own_job(session, tenant, job_id)
+    if job.finished_at is None:
+        raise HTTPException(409, f"job {job_id} has not finished; its webhook is sent when it does")
+    if not job.callback_url:
+        raise HTTPException(409, f"job {job_id} has no callback_url")
+    try:
+        check_callback(session, tenant.id, job.callback_url)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    send("webhooks.deliver", [str(job.id), 0], TaskQueue.WEBHOOKS)
+    return to_public(job, store)

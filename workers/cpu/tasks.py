@@ -1,38 +1,75 @@
-"""CPU worker: embed, cluster and bound a job's samples; another round or the result."""
+"""CPU worker: embed, cluster and bound a job's samples; another round or the result. Also the
+sweeper, which re-sends the next step of jobs whose message was lost."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 from shared.backends.registry import load_embedder
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import config_of, finish, samples_of, save_votes
+from shared.jobs import config_of, fail, finish, lock, needs_vote, now, samples_of, save_votes, stale_jobs
 from shared.models import Job
 from shared.smoothing.smoother import EmbeddingCache, next_step
 from shared.smoothing.smoother import aggregate as vote
-from workers.celery_app import TaskQueue, task
+from shared.smoothing.types import Timings
+from workers.celery_app import TaskQueue, send, task
+
+
+def notify(job: Job) -> None:
+    """Queue the webhook of a finished job (sent after the caller's transaction commits is not
+    required: the delivery task re-reads the job and waits for ``finished_at``)."""
+    if job.callback_url:
+        send("webhooks.deliver", [str(job.id), 0], TaskQueue.WEBHOOKS, countdown=0.2)
+
+
+@contextmanager
+def failed(job_id: str) -> Iterator[None]:
+    """An exception inside ends the job ``failed`` with the reason, then propagates (logged)."""
+    try:
+        yield
+    except Exception as exc:
+        with session_scope(get_settings().database_url) as session:
+            job = fail(session, job_id, f"{type(exc).__name__}: {exc}")
+        if job is not None:
+            notify(job)
+        raise
 
 
 @task(TaskQueue.CPU, "cpu.aggregate")
 def aggregate(job_id: str) -> None:
     settings = get_settings()
-    with session_scope(settings.database_url) as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        if job is None or job.finished_at is not None:
+    with failed(job_id), session_scope(settings.database_url) as session:
+        job = lock(session, job_id)
+        if job is None or not needs_vote(job):
             return
         config = config_of(job)
         samples = samples_of(session, job.id)
+        spent = Timings(generation_ms=sum(s.generation_ms for s in samples))  # the batched calls' time
         result = vote(samples, EmbeddingCache(load_embedder()), config, rounds=job.rounds_done, stop="fixed",
-                      generator=job.model)  # fmt: skip
-        reason = next_step(result, config)
+                      generator=job.model, timings=spent)  # fmt: skip
         save_votes(session, job.id, samples)
+        reason = next_step(result, config)
         if reason is None and not job.cancel_requested:
-            next_round = job.rounds_done
+            job.aggregated_rounds, job.touched_at, next_round = job.rounds_done, now(), job.rounds_done
         else:
             result.stop_reason = reason or "budget"
             finish(session, job, result)
-            return
-    from workers.gpu.tasks import sample_round
+            next_round = None
+    if next_round is None:
+        notify(job)
+    else:
+        send("gpu.sample_round", [job_id, next_round], TaskQueue.GPU)
 
-    sample_round.delay(job_id, next_round)
+
+@task(TaskQueue.CPU, "cpu.sweep")
+def sweep() -> int:
+    """Re-send the next step of every job untouched for ``stale_after_s``; returns how many."""
+    settings = get_settings()
+    with session_scope(settings.database_url) as session:
+        lost = stale_jobs(session, now() - timedelta(seconds=settings.stale_after_s))
+    for _, name, args in lost:
+        send(name, args, TaskQueue.GPU if name.startswith("gpu.") else TaskQueue.CPU)
+    return len(lost)

@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
-import uuid
-
 from shared.backends.registry import load_generator
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import config_of, mark_cancelled, record_round
+from shared.jobs import config_of, lock, mark_cancelled, needs_round, record_round, start
 from shared.media import load_audio, load_image
-from shared.models import Job, Media
+from shared.models import Media
 from shared.smoothing.noise import plan_round
 from shared.storage import ObjectStore
-from workers.celery_app import TaskQueue, task
+from workers.celery_app import TaskQueue, send, task
+from workers.cpu.tasks import failed, notify
 
 
 @task(TaskQueue.GPU, "gpu.sample_round")
 def sample_round(job_id: str, round_index: int) -> None:
     settings = get_settings()
-    with session_scope(settings.database_url) as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        if job is None or job.finished_at is not None:
+    with session_scope(settings.database_url) as session:  # claim: nothing runs twice, cancel is honoured
+        job = lock(session, job_id)
+        if job is None or not needs_round(job, round_index):
             return
         if job.cancel_requested:
             mark_cancelled(job)
-            return
-        media = session.get(Media, job.media_id)
-        assert media is not None
-        data = ObjectStore.from_settings(settings).get(media.object_key)
-        content = load_image(data) if media.modality == "image" else load_audio(data)
-        config = config_of(job)
+        else:
+            start(job)
+            media = session.get(Media, job.media_id)
+            assert media is not None
+            key, modality, prompt, model, config = (
+                media.object_key,
+                media.modality,
+                job.prompt,
+                job.model,
+                config_of(job),
+            )
+    if job.status == "cancelled":
+        notify(job)
+        return
+    with failed(job_id):
+        data = ObjectStore.from_settings(settings).get(key)
+        content = load_image(data) if modality == "image" else load_audio(data)
         specs = plan_round(config, round_index)
-        gens = load_generator(job.model).generate(content, job.prompt, specs, max_new_tokens=config.max_new_tokens)
+        gens = load_generator(model).generate(content, prompt, specs, max_new_tokens=config.max_new_tokens)
+    with session_scope(settings.database_url) as session:
+        job = lock(session, job_id)
+        if job is None or job.finished_at is not None:
+            return
         record_round(session, job, specs, gens)
-    from workers.cpu.tasks import aggregate
-
-    aggregate.delay(job_id)
+    send("cpu.aggregate", [job_id], TaskQueue.CPU)

@@ -1,0 +1,74 @@
+"""Webhook endpoints: register (the secret is shown once), list, rotate the secret, re-enable, delete."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentTenant, SessionDep, SettingsDep
+from api.schemas import WebhookCreate, WebhookPublic
+from shared.deliveries import register_endpoint, rotate_secret
+from shared.models import Tenant, WebhookEndpoint
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+def to_public(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookPublic:
+    return WebhookPublic(id=endpoint.id, url=endpoint.url, enabled=endpoint.enabled,
+                         disabled_reason=endpoint.disabled_reason, created_at=endpoint.created_at, secret=secret)  # fmt: skip
+
+
+def own_endpoint(session: Session, tenant: Tenant, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.tenant_id != tenant.id:
+        raise HTTPException(404, f"no webhook endpoint {endpoint_id}")
+    return endpoint
+
+
+@router.post("", status_code=201, response_model=WebhookPublic)
+def create_endpoint(body: WebhookCreate, response: Response, tenant: CurrentTenant, session: SessionDep,
+                    settings: SettingsDep) -> WebhookPublic:  # fmt: skip
+    """Jobs name it as ``callback_url``. Private, loopback and link-local addresses are refused
+    unless ``SMOOTHGUARD_WEBHOOK_ALLOWLIST`` names the host. The ``whsec_`` secret is shown once."""
+    try:
+        endpoint = register_endpoint(session, settings, tenant.id, body.url)
+    except LookupError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    session.flush()
+    session.refresh(endpoint)
+    response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
+    return to_public(endpoint, endpoint.secrets["current"])
+
+
+@router.get("", response_model=list[WebhookPublic])
+def list_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[WebhookPublic]:
+    rows = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant.id)
+                           .order_by(WebhookEndpoint.created_at))  # fmt: skip
+    return [to_public(e) for e in rows]
+
+
+@router.post("/{endpoint_id}/rotate-secret", response_model=WebhookPublic)
+def rotate(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> WebhookPublic:
+    """A new secret; for 24 hours deliveries carry a second signature made with the old one."""
+    endpoint = own_endpoint(session, tenant, endpoint_id)
+    return to_public(endpoint, rotate_secret(endpoint, datetime.now(UTC)))
+
+
+@router.post("/{endpoint_id}/enable", response_model=WebhookPublic)
+def enable(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> WebhookPublic:
+    """Turn an endpoint back on after it answered 410 Gone."""
+    endpoint = own_endpoint(session, tenant, endpoint_id)
+    endpoint.enabled, endpoint.disabled_reason = True, None
+    return to_public(endpoint)
+
+
+@router.delete("/{endpoint_id}", status_code=204)
+def delete(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
+    session.delete(own_endpoint(session, tenant, endpoint_id))
+    return Response(status_code=204)

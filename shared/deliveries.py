@@ -1,0 +1,118 @@
+"""Webhook endpoints and deliveries in the database: register, rotate secrets, send one signed
+attempt and record it. Signing and the retry policy are ``shared.webhooks``; the Celery task
+that loops over attempts is ``workers.webhooks.tasks``."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.models import Delivery, Job, WebhookEndpoint
+from shared.webhooks import Outcome, check_url, classify, headers, new_secret
+
+ROTATION_GRACE = timedelta(hours=24)  # the previous secret keeps signing this long after a rotation
+
+
+def register_endpoint(session: Session, s: Settings, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint:
+    check_url(url, s.allowed_callback_hosts())
+    if session.scalar(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.url == url)
+    ):
+        raise LookupError(f"an endpoint for {url} is already registered")
+    endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secrets={"current": new_secret()}, enabled=True)
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def rotate_secret(endpoint: WebhookEndpoint, now: datetime) -> str:
+    """A new current secret; the old one keeps signing (a second signature) for ``ROTATION_GRACE``."""
+    old = endpoint.secrets["current"]
+    endpoint.secrets = {"current": new_secret(), "previous": old, "previous_until": (now + ROTATION_GRACE).isoformat()}
+    return endpoint.secrets["current"]
+
+
+def active_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    out = [endpoint.secrets["current"]]
+    until = endpoint.secrets.get("previous_until")
+    if endpoint.secrets.get("previous") and until and datetime.fromisoformat(until) > now:
+        out.append(endpoint.secrets["previous"])
+    return out
+
+
+def endpoint_for(session: Session, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint | None:
+    return session.scalar(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.url == url)
+    )
+
+
+def check_callback(session: Session, tenant_id: uuid.UUID, url: str | None) -> None:
+    """A job's callback URL must be one of the tenant's enabled endpoints (so it has a secret)."""
+    if url is None:
+        return
+    endpoint = endpoint_for(session, tenant_id, url)
+    if endpoint is None:
+        raise ValueError(f"callback_url {url} is not a registered webhook endpoint; register it with POST /v1/webhooks")
+    if not endpoint.enabled:
+        raise ValueError(f"the webhook endpoint for {url} is disabled ({endpoint.disabled_reason})")
+
+
+def payload(job: Job, public_url: str) -> dict[str, Any]:
+    """Thin: ids, status, answer and a link; the rest is one GET away."""
+    result = job.result or {}
+    return {
+        "type": "job.completed",
+        "timestamp": (job.finished_at or datetime.now(UTC)).isoformat(),
+        "data": {"job_id": str(job.id), "status": job.status, "answer": result.get("answer"),
+                 "abstained": result.get("abstained"), "url": f"{public_url.rstrip('/')}/v1/jobs/{job.id}"},
+    }  # fmt: skip
+
+
+def message_id(job: Job) -> str:
+    """The ``webhook-id``: one per job event, the same on every retry and redelivery (receivers dedupe)."""
+    return f"msg_{job.id.hex}"
+
+
+def attempt(
+    session: Session, s: Settings, job: Job, endpoint: WebhookEndpoint, number: int, retry: int, rng: random.Random
+) -> Outcome:
+    """POST once, record it as attempt ``number`` of the job, apply 410 → disabled. ``retry`` is
+    the attempt's place in its series (the backoff and the attempt cap count it)."""
+    now = datetime.now(UTC)
+    body = json.dumps(payload(job, s.public_url), separators=(",", ":")).encode()
+    msg = message_id(job)
+    status, error, retry_after, refused, started = None, None, None, False, time.perf_counter()
+    try:
+        check_url(endpoint.url, s.allowed_callback_hosts())  # again: DNS may have changed since registration
+    except ValueError as exc:  # a refused address is not retried
+        error, refused = str(exc), True
+    else:
+        try:
+            hdrs = headers(active_secrets(endpoint, now), msg, int(now.timestamp()), body)
+            response = httpx.post(endpoint.url, content=body, headers=hdrs, timeout=s.webhook_timeout_s)
+            status, retry_after = response.status_code, response.headers.get("retry-after")
+        except httpx.HTTPError as exc:  # timeouts and connection errors: retried
+            error = f"{type(exc).__name__}: {exc}"
+    outcome = Outcome(delivered=False, retry=False) if refused else classify(status, retry, rng, retry_after)
+    session.add(Delivery(endpoint_id=endpoint.id, job_id=job.id, message_id=msg, attempt=number, attempted_at=now,
+                         status_code=status, latency_ms=(time.perf_counter() - started) * 1e3, error=error))  # fmt: skip
+    if outcome.disable:
+        endpoint.enabled, endpoint.disabled_reason = False, f"the receiver answered {status} Gone at {now.isoformat()}"
+    return outcome
+
+
+def record_skipped(session: Session, job: Job, endpoint: WebhookEndpoint | None, number: int) -> None:
+    """A delivery that could not be attempted (endpoint deleted or disabled), recorded as such."""
+    if endpoint is None:
+        return  # deliveries belong to an endpoint; a deleted one leaves nothing to record against
+    session.add(Delivery(endpoint_id=endpoint.id, job_id=job.id, message_id=message_id(job), attempt=number,
+                         attempted_at=datetime.now(UTC), error=f"endpoint disabled: {endpoint.disabled_reason}"))  # fmt: skip

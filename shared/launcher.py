@@ -1,0 +1,156 @@
+"""`smoothguard up`: the whole service on one machine, no Docker — and the same launcher the
+integration tests start their services and workers with.
+
+Services: PostgreSQL, Redis and an S3 server from Python packages (``shared.stack``), on loopback,
+data under one folder — unless ``SMOOTHGUARD_DATABASE_URL`` / ``_REDIS_URL`` / ``_S3_ENDPOINT``
+are set, in which case those services are used. Then: migrations, the bucket, and the processes
+(API, GPU/CPU/webhook workers) as children whose output is streamed with a prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TypeVar
+
+from shared.config import Settings
+from shared.stack import EmbeddedPostgres, EmbeddedRedis, EmbeddedS3, stop_process
+
+T = TypeVar("T", EmbeddedPostgres, EmbeddedRedis, EmbeddedS3)
+DEV_S3_KEY, DEV_S3_SECRET = "smoothguard-dev", "smoothguard-dev-secret"
+PROCESSES = {  # name → smoothguard arguments (see `smoothguard api|worker --help`)
+    "api": ["api"],
+    "gpu": ["worker", "gpu"],
+    "cpu": ["worker", "cpu", "--beat"],  # the sweeper runs beside the CPU worker (one beat per stack)
+    "webhooks": ["worker", "webhooks"],
+}
+
+
+class Stack:
+    """Services first (``start``), then processes (``spawn``); ``stop`` ends both, children first."""
+
+    def __init__(self, root: Path, environ: dict[str, str] | None = None):
+        self.root = root
+        self.environ = dict(os.environ if environ is None else environ)
+        self.servers: list[EmbeddedPostgres | EmbeddedRedis | EmbeddedS3] = []
+        self.postgres: EmbeddedPostgres | None = None  # the embedded servers, where started
+        self.redis: EmbeddedRedis | None = None
+        self.s3: EmbeddedS3 | None = None
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.env: dict[str, str] = {}
+
+    def start(self, database: str = "smoothguard") -> Stack:
+        """Start what is not given, point ``env`` at it, create the database and bucket, migrate."""
+        from shared.db import migrate
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in self.environ.items() if k.startswith("SMOOTHGUARD_")}
+        if "SMOOTHGUARD_DATABASE_URL" not in env:
+            self.postgres = self._serve(EmbeddedPostgres(self.root))
+            env["SMOOTHGUARD_DATABASE_URL"] = create_database(self.postgres.url, database)
+        if "SMOOTHGUARD_REDIS_URL" not in env:
+            self.redis = self._serve(EmbeddedRedis(self.root))
+            env["SMOOTHGUARD_REDIS_URL"] = self.redis.url
+        if "SMOOTHGUARD_S3_ENDPOINT" not in env:
+            self.s3 = self._serve(EmbeddedS3(self.root, DEV_S3_KEY, DEV_S3_SECRET))
+            env |= {"SMOOTHGUARD_S3_ENDPOINT": self.s3.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": DEV_S3_KEY,
+                    "SMOOTHGUARD_S3_SECRET_KEY": DEV_S3_SECRET, "SMOOTHGUARD_S3_SECURE": "false"}  # fmt: skip
+        self.env = env
+        migrate(env["SMOOTHGUARD_DATABASE_URL"])
+        ensure_bucket(self.settings())
+        return self
+
+    def _serve(self, server: T) -> T:
+        self.servers.append(server)
+        server.start()
+        return server
+
+    def settings(self, **overrides: str) -> Settings:
+        """The settings the children will read (``env`` + ``overrides``, as environment variables)."""
+        env = self.env | overrides
+        fields = {name: env[f"SMOOTHGUARD_{name.upper()}"] for name in Settings.model_fields
+                  if f"SMOOTHGUARD_{name.upper()}" in env}  # fmt: skip
+        return Settings(**fields)  # type: ignore[arg-type]
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
+              sink: Callable[[str, str], None] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+        """``smoothguard <args>`` as a child; its output goes to ``<root>/logs/<name>.log`` and,
+        line by line, to ``sink(name, line)`` when given."""
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        child_env = self.environ | self.env | (env or {}) | {"PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", *args], env=child_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+        assert proc.stdout is not None
+        threading.Thread(target=_pump, args=(name, proc.stdout, logs / f"{name}.log", sink), daemon=True).start()
+        self.children[name] = proc
+        return proc
+
+    def stop_children(self, names: list[str] | None = None, timeout: float = 20.0) -> None:
+        """SIGTERM to all (or ``names``) at once, then wait; SIGKILL what outlives ``timeout``."""
+        procs = [self.children.pop(n) for n in (names or list(self.children)) if n in self.children]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            stop_process(proc, timeout)
+
+    def stop(self) -> None:
+        self.stop_children()
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+def _pump(name: str, stream: IO[bytes], log: Path, sink: Callable[[str, str], None] | None) -> None:
+    with log.open("ab") as out:
+        for raw in iter(stream.readline, b""):
+            out.write(raw)
+            out.flush()
+            if sink is not None:
+                sink(name, raw.decode(errors="replace").rstrip())
+
+
+def create_database(server_url: str, name: str) -> str:
+    """``name`` on the server at ``server_url`` (created if missing); its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as con:
+        if con.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is None:
+            con.execute(f'create database "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the bucket, waiting for a just-started S3 server (its port opens before its filer)."""
+    from minio.error import S3Error
+
+    from shared.storage import ObjectStore
+
+    store, deadline = ObjectStore.from_settings(settings), time.monotonic() + timeout
+    while True:
+        try:
+            store.ensure_bucket()
+            return
+        except (S3Error, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def dev_key(database_url: str, tenant: str = "dev") -> str:
+    """A new API key for the ``dev`` tenant (created on first use)."""
+    from shared.db import session_scope
+    from shared.tenants import create_api_key, create_tenant, get_tenant
+
+    with session_scope(database_url) as session:
+        try:
+            row = get_tenant(session, name=tenant)
+        except ValueError:
+            row = create_tenant(session, name=tenant)
+        return create_api_key(session, tenant=row, name="smoothguard up")[1]
