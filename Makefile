@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROMPT ?= Is there a circle in the image?
+PROMPT ?= What colour is the circle?
 
 .PHONY: install demo test lint bench clean
 
@@ -17,8 +17,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/smoothguard defend shared/assets/demo.png --prompt "$(PROMPT)"
-	$(BIN)/smoothguard defend shared/assets/demo.png --prompt "What colour is the circle?" --sigma 0.1 -n 10
+	$(BIN)/smoothguard demo --prompt "$(PROMPT)"
 
 test: install
 	$(BIN)/ruff check .
@@ -27,6 +26,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/bench_cpu.py
+	$(BIN)/python bench/bench_service.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

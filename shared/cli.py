@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
     for p in (up, sub.add_parser("api", help="serve the REST API (uvicorn)")):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
+    demo = sub.add_parser("demo", help="the main job: embedded stack, a defense job over REST, its signed webhook")
+    demo.add_argument("--image", type=Path, default=None, help="default: the bundled demo image")
+    demo.add_argument("--prompt", default="What colour is the circle?")
+    demo.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary folder")
     worker = sub.add_parser("worker", help="run a Celery worker on queues, or the sweeper (beat)")
     worker.add_argument("queues", nargs="+", choices=["gpu", "cpu", "webhooks", "beat"],
                         help="queues to consume; 'beat' alone runs only the periodic sweeper")  # fmt: skip
@@ -171,6 +176,7 @@ def admin(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # platformdirs, on machines without a session
     args = build_parser().parse_args(argv)
     try:
         if args.command == "synth":
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("migrate", "tenants", "keys"):
             print(admin(args))
             return 0
-        if args.command in ("up", "api", "worker"):
+        if args.command in ("up", "api", "worker", "demo"):
             from shared import services
 
             return int(getattr(services, args.command)(args))

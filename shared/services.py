@@ -6,7 +6,10 @@ import argparse
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from shared.launcher import PROCESSES, Stack, dev_key
 
 
 def api(args: argparse.Namespace) -> int:
@@ -36,10 +39,36 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_all(stack: Stack, host: str, port: int, sink: Callable[[str, str], None] | None = None,
+              **env: str) -> str:  # fmt: skip
+    """Services, migrations and bucket, then the API and the three workers; the API's URL once it is ready."""
+    stack.start()
+    url = f"http://{host}:{port}"
+    for name, argv in PROCESSES.items():
+        extra = ["--host", host, "--port", str(port)] if name == "api" else []
+        stack.spawn(name, argv + extra, env={"SMOOTHGUARD_PUBLIC_URL": url} | env, sink=sink)
+    wait_ready(url, stack)
+    return url
+
+
+def wait_ready(url: str, stack: Stack, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dead := [n for n, p in stack.children.items() if p.poll() is not None]:
+            raise RuntimeError(f"{', '.join(dead)} exited; see {stack.root / 'logs'}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the API at {url} was not ready after {timeout:.0f}s")
+
+
 def up(args: argparse.Namespace) -> int:
     """Start everything, print how to reach it, stream the logs; Ctrl-C stops it all."""
-    from shared.launcher import PROCESSES, Stack, dev_key
-
     stack = Stack(args.data_dir.resolve())
     lock = threading.Lock()
 
@@ -49,12 +78,8 @@ def up(args: argparse.Namespace) -> int:
 
     try:
         print(f"starting PostgreSQL, Redis and S3 under {stack.root} …", flush=True)
-        stack.start()
-        url = f"http://{args.host}:{args.port}"
+        url = start_all(stack, args.host, args.port, sink)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        for name, argv in PROCESSES.items():
-            extra = ["--host", args.host, "--port", str(args.port)] if name == "api" else []
-            stack.spawn(name, argv + extra, env={"SMOOTHGUARD_PUBLIC_URL": url}, sink=sink)
         print(f"\nSmoothGuard is up: {url} (docs {url}/docs)\ndev API key: {key}\n"
               + "".join(f"  {k}={v}\n" for k, v in stack.env.items() if "SECRET" not in k)
               + f"logs in {stack.root / 'logs'}; Ctrl-C stops everything\n", flush=True)  # fmt: skip
@@ -66,4 +91,20 @@ def up(args: argparse.Namespace) -> int:
         print("\nstopping …", flush=True)
         return 0
     finally:
+        stack.stop()
+
+
+def demo(args: argparse.Namespace) -> int:
+    """The README's main job: the embedded stack, one defense job over REST, its signed webhook."""
+    from shared.demo import run_demo
+    from shared.stack import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="smoothguard-demo-")) if args.data_dir is None else args.data_dir.resolve()
+    stack = Stack(root)
+    try:
+        print(f"starting PostgreSQL, Redis, S3, the API and the GPU/CPU/webhook workers under {root} …", flush=True)
+        url = start_all(stack, "127.0.0.1", free_port(), SMOOTHGUARD_WEBHOOK_ALLOWLIST="127.0.0.1")
+        return run_demo(url, dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"]), args.prompt, args.image)
+    finally:
+        print("stopping the stack …", flush=True)
         stack.stop()

@@ -134,10 +134,10 @@ def spawn_worker(stack, service_env):
     redis.Redis.from_url(stack.env["SMOOTHGUARD_REDIS_URL"]).flushall()  # no messages of earlier tests
     names, counter = [], itertools.count()
 
-    def start(queues=("gpu", "cpu", "webhooks")):
+    def start(queues=("gpu", "cpu", "webhooks"), **env):
         name = f"worker-{os.getpid()}-{next(counter)}"
         names.append(name)
-        return stack.spawn(name, ["worker", *queues], env=service_env)
+        return stack.spawn(name, ["worker", *queues], env=service_env | env)
 
     yield start
     stack.stop_children(names, timeout=30)

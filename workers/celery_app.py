@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared.config import get_settings
 
@@ -30,7 +30,7 @@ def make_app() -> Celery:
         include=["workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks"],
     )
     app.conf.update(
-        task_queues=[Queue(q.value) for q in TaskQueue],
+        task_queues=[Queue(q.value, Exchange(q.value, type="direct"), routing_key=q.value) for q in TaskQueue],
         task_default_queue=TaskQueue.CPU.value,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

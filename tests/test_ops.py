@@ -1,0 +1,50 @@
+"""Operations endpoints against the real services: readiness names what is down; metrics count
+jobs, queue depth, stage latencies and samples from the shared state."""
+
+import re
+
+from shared.stack import free_port
+from tests.helpers import auth, post_job, wait_finished
+
+
+def metric(text, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{re.escape(name)}{re.escape('{' + want + '}') if want else ''} (\S+)$"
+    match = re.search(pattern, text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def test_readyz_checks_database_redis_and_s3(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "redis": "ok", "s3": "ok"},
+    }
+
+
+def test_readyz_is_503_naming_what_is_down(client, settings):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    down = settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "s3_bucket": "no-such-bucket"}
+    )
+    r = TestClient(create_app(down)).get("/readyz")
+    body = r.json()
+    assert r.status_code == 503 and body["checks"]["database"] == "ok"
+    assert "Connection" in body["checks"]["redis"] and "no-such-bucket" in body["checks"]["s3"]
+
+
+def test_metrics_count_jobs_queues_stages_and_samples(client, keys, worker):
+    queued = [post_job(client, keys["alpha"], seed=str(i)).json()["id"] for i in range(2)]
+    for job_id in queued:
+        wait_finished(client, keys["alpha"], job_id)
+    client.post(f"/v1/jobs/{post_job(client, keys['beta']).json()['id']}/cancel", headers=auth(keys["beta"]))
+    text = client.get("/metrics").text
+    assert metric(text, "smoothguard_jobs", status="succeeded") == 2
+    assert metric(text, "smoothguard_samples_generated_total") >= 22
+    assert metric(text, "smoothguard_stage_seconds_count", stage="total") >= 2
+    assert metric(text, "smoothguard_stage_seconds_sum", stage="generation") > 0
+    assert metric(text, "smoothguard_queue_depth", queue="gpu") is not None
+    assert metric(text, "smoothguard_http_request_seconds_count", method="POST", route="/v1/jobs", status="202") == 3

@@ -1,0 +1,132 @@
+"""Lost work comes back: a GPU worker killed with SIGKILL mid-round, a job whose message was lost.
+Real PostgreSQL, Redis, S3 and worker processes started by the launcher."""
+
+import signal
+import time
+import uuid
+
+import pytest
+from celery import Celery
+from sqlalchemy import func, select
+
+from shared.backends.tiny_llava import build_model
+from shared.config import DEMO_IMAGE
+from shared.db import session_scope
+from shared.jobs import create_job, save_media, stale_jobs
+from shared.models import Job, SampleRow
+from shared.smoothing import SmoothConfig
+from shared.tenants import create_tenant
+from workers.celery_app import app as celery_app
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    """A random LLaVA big enough that one round of 128 candidates × 400 tokens takes seconds on CPU."""
+    path = tmp_path_factory.mktemp("slow-llava")
+    model, processor = build_model(seed=0, vision_hidden=32, text_hidden=128, layers=2)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+def new_job(database, store, model, config, **fields):
+    with session_scope(database) as s:
+        tenant = create_tenant(s, name=f"t{uuid.uuid4().hex[:6]}")
+        media = save_media(s, store, tenant_id=tenant.id, data=DEMO_IMAGE.read_bytes(), content_type="image/png",
+                           modality="image")  # fmt: skip
+        job = create_job(s, media=media, prompt="What colour is the circle?", model=model, config=config)
+        for k, v in fields.items():
+            setattr(job, k, v)
+        return str(job.id)
+
+
+def read(database, job_id):
+    with session_scope(database) as s:
+        job = s.get(Job, uuid.UUID(job_id))
+        texts = s.scalars(select(SampleRow.text).where(SampleRow.job_id == job.id).order_by(SampleRow.index)).all()
+        return job, list(texts)
+
+
+def wait_until(predicate, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def test_gpu_worker_killed_mid_round_the_job_completes_once_with_the_same_answer(
+    database, store, spawn_worker, service_env, slow_model
+):
+    config = SmoothConfig(num_samples=127, max_new_tokens=400, seed=7)
+    broker = Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"])
+    first = spawn_worker(("gpu",))
+    killed = new_job(database, store, slow_model, config)
+    broker.send_task("gpu.sample_round", args=[killed, 0], queue="gpu")
+    wait_until(lambda: read(database, killed)[0].started_at, what="the round to start")
+    time.sleep(1.0)  # inside the ~5 s batched generate
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    job, texts = read(database, killed)
+    assert job.rounds_done == 0 and texts == [] and job.finished_at is None  # killed mid-round: nothing written
+
+    time.sleep(4.5)  # the broker's visibility timeout (4 s in the tests) passes; the message is redelivered
+    spawn_worker(("gpu", "cpu"))
+    job = wait_until(lambda: (j := read(database, killed)[0]).finished_at and j, timeout=180, what="the job")
+    reference = new_job(database, store, slow_model, config)  # the same request, never interrupted
+    broker.send_task("gpu.sample_round", args=[reference, 0], queue="gpu")
+    ref = wait_until(lambda: (j := read(database, reference)[0]).finished_at and j, timeout=180, what="the reference")
+
+    (_, texts), (_, ref_texts) = read(database, killed), read(database, reference)
+    assert job.status == ref.status and job.result["answer"] == ref.result["answer"]
+    assert job.result["consensus"] == ref.result["consensus"]
+    assert len(texts) == 128 and texts == ref_texts  # each candidate once, bit-for-bit the same generations
+    assert job.rounds_done == job.aggregated_rounds == 1
+
+
+def test_stale_jobs_get_their_next_step(database, store):
+    from datetime import UTC, datetime, timedelta
+
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    queued = new_job(database, store, "m", SmoothConfig(), touched_at=long_ago)
+    voted = new_job(database, store, "m", SmoothConfig(adaptive=True), touched_at=long_ago, rounds_done=2,
+                    aggregated_rounds=1)  # fmt: skip
+    fresh = new_job(database, store, "m", SmoothConfig())
+    with session_scope(database) as s:
+        due = {job_id: (name, args) for job_id, name, args in stale_jobs(s, datetime.now(UTC) - timedelta(minutes=5))}
+    assert due == {queued: ("gpu.sample_round", [queued, 0]), voted: ("cpu.aggregate", [voted])}
+    assert fresh not in due
+    with session_scope(database) as s:  # their clocks were reset: not re-sent again within the bound
+        assert stale_jobs(s, datetime.now(UTC) - timedelta(minutes=5)) == []
+
+
+def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_worker, service_env):
+    from datetime import UTC, datetime, timedelta
+
+    from shared.config import DEMO_MODEL
+
+    lost = new_job(database, store, str(DEMO_MODEL), SmoothConfig(seed=3),
+                   touched_at=datetime.now(UTC) - timedelta(seconds=30))  # fmt: skip
+    spawn_worker(("gpu", "cpu"), SMOOTHGUARD_STALE_AFTER_S="10")
+    Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).send_task("cpu.sweep", queue="cpu")
+    job = wait_until(lambda: (j := read(database, lost)[0]).finished_at and j, timeout=120, what="the swept job")
+    assert job.status == "succeeded" and job.result["answer"] == "red"
+    with session_scope(database) as s:
+        assert s.scalar(select(func.count(SampleRow.id)).where(SampleRow.job_id == job.id)) == 11
+
+
+def test_the_sweeper_is_scheduled():
+    assert celery_app.conf.beat_schedule["sweep"]["task"] == "cpu.sweep"
+
+
+def test_each_queue_gets_only_its_own_tasks(service_env):
+    """A message for ``gpu`` lands in the gpu list only (a CPU worker must never load the MLLM)."""
+    import redis
+
+    client = redis.Redis.from_url(service_env["SMOOTHGUARD_REDIS_URL"])
+    client.flushall()
+    with Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).connection() as conn:
+        for queue in celery_app.conf.task_queues:  # declared, as the workers of every queue do
+            queue(conn.default_channel).declare()
+        celery_app.send_task("gpu.sample_round", args=["x", 0], queue="gpu", connection=conn)
+    assert (client.llen("gpu"), client.llen("cpu"), client.llen("webhooks")) == (1, 0, 0)
