@@ -28,3 +28,13 @@ def test_gpu_bench_runs_at_tiny_shape_on_cpu():
     report = json.loads(out.stdout[out.stdout.index("{") :])
     assert report["candidates"] == 3 and report["batched_ms"] > 0 and report["sequential_ms"] > 0
     assert "batched_static_cache_ms" in report or "batched_static_cache_error" in report
+
+
+def test_service_bench_runs_small():
+    """The service benchmark's two phases on a small load: every submit accepted, overhead measured."""
+    out = subprocess.run([sys.executable, "bench/bench_service.py", "--clients", "4", "--requests", "16", "--jobs", "2"],
+                         capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    report = json.loads(out.stdout[out.stdout.index("{") :])
+    assert report["submit"]["requests"] == 16 and report["submit"]["errors"] == 0
+    assert report["submit"]["p99_ms"] >= report["submit"]["p50_ms"] > 0
+    assert report["one_job"]["jobs"] == 2 and report["one_job"]["total_p50_ms"] > report["one_job"]["overhead_p50_ms"]

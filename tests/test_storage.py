@@ -17,3 +17,31 @@ def test_presigned_link_downloads_without_credentials(store):
     with urllib.request.urlopen(store.presigned_url(key), timeout=10) as response:
         assert response.read() == b"payload"
     assert not store.exists("media/tenant-a/" + "0" * 64)
+
+
+def test_concurrent_uploads_of_the_same_bytes_make_one_media_row(database, store):
+    """Eight requests racing with the same image meet on the unique key (no 500s)."""
+    import threading
+    import uuid
+
+    from shared.config import DEMO_IMAGE
+    from shared.db import session_scope
+    from shared.jobs import save_media
+    from shared.tenants import create_tenant
+
+    with session_scope(database) as s:
+        tenant_id = create_tenant(s, name=f"t{uuid.uuid4().hex[:6]}").id
+    ids, barrier = [], threading.Barrier(8)
+
+    def upload():
+        barrier.wait()
+        with session_scope(database) as s:
+            ids.append(save_media(s, store, tenant_id=tenant_id, data=DEMO_IMAGE.read_bytes(),
+                                  content_type="image/png", modality="image").id)  # fmt: skip
+
+    threads = [threading.Thread(target=upload) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 8 and len(set(ids)) == 1

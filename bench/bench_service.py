@@ -1,0 +1,116 @@
+"""Service benchmark on the embedded stack (PostgreSQL, Redis, S3, uvicorn, Celery workers, all
+on this machine):
+
+1. API submit: ``--clients`` concurrent clients POST multipart jobs (the demo image) for
+   ``--requests`` requests in all, no workers running: requests/s, p50 and p99 latency.
+2. Service overhead around one job: jobs submitted one at a time with the GPU/CPU workers up
+   (models warm); overhead = (finished_at − created_at) − (generation + embedding + clustering),
+   i.e. the queue hops, database and S3 round trips, decoding and noise. p50 and p90.
+
+    .venv/bin/python bench/bench_service.py [--clients 8] [--requests 400] [--jobs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from shared.config import DEMO_IMAGE
+from shared.launcher import Stack, dev_key
+from shared.services import wait_ready
+from shared.stack import free_port
+
+PROMPT = "What colour is the circle?"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def submit_load(url: str, key: str, clients: int, requests: int) -> dict:
+    image, latencies, errors = DEMO_IMAGE.read_bytes(), [], []
+    per_client = requests // clients
+
+    def client() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
+            for i in range(per_client):
+                t0 = time.perf_counter()
+                try:
+                    r = api.post("/v1/jobs", files={"file": ("demo.png", image)}, data={"prompt": PROMPT, "seed": str(i)})
+                    status: int | str = r.status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                if status != 202:
+                    errors.append(f"{status}: {r.text[:200] if isinstance(status, int) else ''}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
+            "requests_per_s": round(len(latencies) / wall, 1), "p50_ms": round(percentile(latencies, 50), 1),
+            "p99_ms": round(percentile(latencies, 99), 1)}  # fmt: skip
+
+
+def job_overhead(url: str, key: str, jobs: int) -> dict:
+    overheads, totals, compute = [], [], []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
+        for i in range(jobs + 2):  # the first two warm the models up and are not counted
+            job_id = api.post("/v1/jobs", files={"file": ("demo.png", DEMO_IMAGE.read_bytes())},
+                              data={"prompt": PROMPT, "seed": str(1000 + i)}).json()["id"]  # fmt: skip
+            while (job := api.get(f"/v1/jobs/{job_id}").json())["finished_at"] is None:
+                time.sleep(0.01)
+            if i < 2:
+                continue
+            total = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])
+            work = sum(job["timings"].values())
+            totals.append(total.total_seconds() * 1e3)
+            compute.append(work)
+            overheads.append(totals[-1] - work)
+    return {"jobs": jobs, "total_p50_ms": round(statistics.median(totals), 1),
+            "generation_embedding_clustering_p50_ms": round(statistics.median(compute), 1),
+            "overhead_p50_ms": round(statistics.median(overheads), 1),
+            "overhead_p90_ms": round(percentile(overheads, 90), 1)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--jobs", type=int, default=30)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="smoothguard-bench-"))
+    stack = Stack(root).start()
+    try:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        stack.spawn("api", ["api", "--port", str(port)], env={"SMOOTHGUARD_DEVICE": "cpu"})
+        wait_ready(url, stack)
+        key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
+        report = {"submit": submit_load(url, key, args.clients, args.requests)}
+        stack.spawn("gpu", ["worker", "gpu"], env={"SMOOTHGUARD_DEVICE": "cpu"})
+        stack.spawn("cpu", ["worker", "cpu"])
+        import redis
+
+        redis.Redis.from_url(stack.env["SMOOTHGUARD_REDIS_URL"]).delete("gpu")  # drop phase 1's queued jobs
+        report["one_job"] = job_overhead(url, key, args.jobs)
+        print(json.dumps(report, indent=2))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
