@@ -130,3 +130,11 @@ def test_each_queue_gets_only_its_own_tasks(service_env):
             queue(conn.default_channel).declare()
         celery_app.send_task("gpu.sample_round", args=["x", 0], queue="gpu", connection=conn)
     assert (client.llen("gpu"), client.llen("cpu"), client.llen("webhooks")) == (1, 0, 0)
+
+
+def test_a_step_that_raises_ends_the_job_failed_with_the_reason(database, store, spawn_worker, service_env):
+    broken = new_job(database, store, "/nonexistent/model", SmoothConfig())
+    spawn_worker(("gpu", "cpu"))
+    Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).send_task("gpu.sample_round", args=[broken, 0], queue="gpu")
+    job = wait_until(lambda: (j := read(database, broken)[0]).finished_at and j, timeout=120, what="the failure")
+    assert job.status == "failed" and "nonexistent" in job.error and job.rounds_done == 0
