@@ -4,23 +4,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routes import jobs, media, ops, webhooks
+from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
 from shared.storage import ObjectStore
 
 PROBLEM = "application/problem+json"
-TITLES = {401: "Unauthorized", 404: "Not Found", 409: "Conflict", 415: "Unsupported Media Type",
+TITLES = {400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed", 404: "Not Found", 409: "Conflict", 415: "Unsupported Media Type",
           422: "Unprocessable Content", 503: "Service Unavailable"}  # fmt: skip
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the schemas only ``openapi_extra`` and ``responses`` refer to."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _, defs = models_json_schema([(m, "validation") for m in (JobForm, JobCreate, Problem)],
+                                     ref_template="#/components/schemas/{model}")  # fmt: skip
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics, latency = ops.metrics_registry(app.state.settings)
     for module in (jobs, media, webhooks, ops):
         app.include_router(module.router)
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -39,8 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         latency.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - start)
         return response
 
-    @app.exception_handler(HTTPException)
-    async def http_problem(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # routing's 404/405 and body-parsing 400s too
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail),
                        headers=getattr(exc, "headers", None))  # fmt: skip
 

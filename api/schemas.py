@@ -11,6 +11,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.smoothing.types import YES_NO, SmoothConfig
 
 
+class Problem(BaseModel):
+    """RFC 9457 problem details: every error this API returns."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+def problems(**codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error codes, documented as ``application/problem+json``."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {int(code.lstrip("_")): {"description": why, "content": {"application/problem+json": {"schema": schema}}}
+            for code, why in codes.items()}  # fmt: skip
+
+
+COMMON_PROBLEMS = problems(_400="malformed body", _401="missing or invalid API key", _404="no such resource for this tenant",
+                           _422="invalid input")  # fmt: skip
+
+
 class JobOptions(BaseModel):
     """A defense job's options: the multipart form fields, or the JSON body beside ``media_id``.
     Defaults are the paper's. Limits that depend on the deployment (``num_samples``,
@@ -50,6 +70,12 @@ class JobOptions(BaseModel):
                                                                          "noise_space"})  # fmt: skip
         answers = tuple(self.answers) if self.answers else None
         return SmoothConfig(**fields, noise_space=noise_space, answer_set=answers)  # type: ignore[arg-type]
+
+
+class JobForm(JobOptions):
+    """``POST /v1/jobs`` as multipart: the file and the options as form fields."""
+
+    file: bytes = Field(json_schema_extra={"format": "binary"}, description="an image or an audio file")
 
 
 class JobCreate(JobOptions):
@@ -100,7 +126,7 @@ class JobPage(BaseModel):
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2000)
+    url: str = Field(min_length=10, max_length=2000, pattern=r"^https?://[^/\s]+", description="http(s) URL")
 
 
 class WebhookPublic(BaseModel):

@@ -45,7 +45,9 @@ def submit_load(url: str, key: str, clients: int, requests: int) -> dict:
             for i in range(per_client):
                 t0 = time.perf_counter()
                 try:
-                    r = api.post("/v1/jobs", files={"file": ("demo.png", image)}, data={"prompt": PROMPT, "seed": str(i)})
+                    r = api.post(
+                        "/v1/jobs", files={"file": ("demo.png", image)}, data={"prompt": PROMPT, "seed": str(i)}
+                    )
                     status: int | str = r.status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__

@@ -100,6 +100,8 @@ def check_url(url: str, allowlist: set[str] | frozenset[str] = frozenset()) -> N
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ValueError(f"callback host {parsed.hostname!r} does not resolve") from exc
+    except UnicodeError as exc:
+        raise ValueError(f"callback host {parsed.hostname!r} is not a valid host name") from exc
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
         if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:

@@ -2,6 +2,8 @@
 checks. Real PostgreSQL, Redis and S3; no worker needed (jobs stay queued)."""
 
 import io
+import json
+import re
 import threading
 
 import numpy as np
@@ -188,4 +190,17 @@ def test_openapi_documents_both_submit_bodies(client):
     content = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
     assert set(content) == {"multipart/form-data", "application/json"}
     assert "JobCreate" in content["application/json"]["schema"]["$ref"]
-    assert {"202", "409", "415", "422"} <= set(spec["paths"]["/v1/jobs"]["post"]["responses"])
+    responses = spec["paths"]["/v1/jobs"]["post"]["responses"]
+    assert {"202", "401", "409", "415", "422"} <= set(responses)
+    assert "application/problem+json" in responses["422"]["content"]
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert refs and refs <= set(spec["components"]["schemas"])  # every reference resolves
+
+
+def test_errors_outside_routes_are_problems_too(client, keys):
+    r = client.post(
+        "/v1/webhooks", headers=auth(keys["alpha"]) | {"content-type": "application/json"}, content=b"{nope"
+    )
+    assert r.status_code in (400, 422) and r.headers["content-type"] == "application/problem+json"
+    r = client.put("/v1/webhooks", headers=auth(keys["alpha"]))
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"

@@ -123,3 +123,15 @@ def receiver():
 
     with Receiver() as r:
         yield r
+
+
+def test_endpoints_are_per_tenant(client, keys):
+    endpoint = register(client, keys["alpha"], "http://127.0.0.1:9/alpha")
+    for path in ("rotate-secret", "enable"):
+        assert client.post(f"/v1/webhooks/{endpoint['id']}/{path}", headers=auth(keys["beta"])).status_code == 404
+    assert client.delete(f"/v1/webhooks/{endpoint['id']}", headers=auth(keys["beta"])).status_code == 404
+    assert client.get("/v1/webhooks", headers=auth(keys["beta"])).json() == []
+    again = client.post("/v1/webhooks", headers=auth(keys["alpha"]), json={"url": endpoint["url"]})
+    assert again.status_code == 409  # one endpoint per URL and tenant
+    assert client.delete(f"/v1/webhooks/{endpoint['id']}", headers=auth(keys["alpha"])).status_code == 204
+    assert client.get("/v1/webhooks", headers=auth(keys["alpha"])).json() == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
-from api.schemas import DeliveryPublic, JobCreate, JobOptions, JobPage, JobPublic
+from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, JobPage, JobPublic, problems
 from shared.config import Settings
 from shared.deliveries import check_callback
 from shared.intake import IntakeError, check_media, check_options, noise_space_for, replay, request_hash
@@ -25,8 +25,8 @@ from shared.smoothing.types import Sample
 from shared.storage import ObjectStore
 from workers.celery_app import TaskQueue, send
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-STATUSES = ("queued", "running", "succeeded", "abstained", "failed", "cancelled")
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_PROBLEMS)
+JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "cancelled"]
 
 
 def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPublic:
@@ -86,7 +86,7 @@ async def job_input(request: Request, settings: SettingsDep) -> JobInput:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(422, "file: a multipart file field is required")
-        fields = {k: v for k, v in form.multi_items() if k != "file"}
+        fields = {k: (vs if len(vs := form.getlist(k)) > 1 else vs[0]) for k in form if k != "file"}
         return JobInput(options=validated(JobOptions, fields), data=await upload.read(settings.max_upload_bytes + 1))
     raise HTTPException(415, "send multipart/form-data (file + fields) or application/json (media_id + fields)")
 
@@ -122,9 +122,7 @@ SUBMIT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {
-                "allOf": [{"$ref": "#/components/schemas/JobOptions"}],
-                "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file", "prompt"]}},
+            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobForm"}},
             "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
         },
     }
@@ -132,9 +130,9 @@ SUBMIT_BODY = {
 
 
 @router.post("", status_code=202, response_model=JobPublic, openapi_extra=SUBMIT_BODY,
-             responses={409: {"description": "a request with this Idempotency-Key is in progress"},
-                        415: {"description": "neither multipart nor JSON"},
-                        422: {"description": "bad input, unknown model, or a reused Idempotency-Key"}})  # fmt: skip
+             responses=problems(_409="a request with this Idempotency-Key is in progress",
+                                _415="neither multipart nor JSON",
+                                _422="bad input, unknown model, or a reused Idempotency-Key"))  # fmt: skip
 def submit_job(
     response: Response, tenant: CurrentTenant, session: SessionDep, store: StoreDep, settings: SettingsDep,
     body: Annotated[JobInput, Depends(job_input)],
@@ -174,13 +172,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @router.get("", response_model=JobPage)
 def list_jobs(
     tenant: CurrentTenant, session: SessionDep, store: StoreDep,
-    status: Annotated[str | None, Query(description=" | ".join(STATUSES))] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
 ) -> JobPage:  # fmt: skip
     """The tenant's jobs, newest first, ``limit`` at a time; ``next_cursor`` fetches the next page."""
-    if status is not None and status not in STATUSES:
-        raise HTTPException(422, f"status: one of {', '.join(STATUSES)}")
     query = select(Job).where(Job.tenant_id == tenant.id)
     if status is not None:
         query = query.where(Job.status == status)
@@ -205,7 +201,8 @@ def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
     return samples_of(session, job_id)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic,
+             responses=problems(_409="the job already finished"))  # fmt: skip
 def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
     """Remaining rounds are not run; 409 if the job already finished."""
     job = own_job(session, tenant, job_id)
@@ -223,7 +220,8 @@ def read_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDe
     return list(session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.attempt)))
 
 
-@router.post("/{job_id}/webhook/redeliver", status_code=202, response_model=JobPublic)
+@router.post("/{job_id}/webhook/redeliver", status_code=202, response_model=JobPublic,
+             responses=problems(_409="not finished, no callback, or the endpoint is disabled"))  # fmt: skip
 def redeliver(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
     """Send the job's webhook again (a new series of attempts, the same ``webhook-id``)."""
     job = own_job(session, tenant, job_id)

@@ -9,13 +9,13 @@ from fastapi import APIRouter, File, HTTPException, Response, UploadFile
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.routes.jobs import own_media
-from api.schemas import MediaPublic
+from api.schemas import COMMON_PROBLEMS, MediaPublic
 from shared.intake import check_media
 from shared.jobs import save_media
 from shared.models import Media
 from shared.storage import ObjectStore
 
-router = APIRouter(prefix="/v1/media", tags=["media"])
+router = APIRouter(prefix="/v1/media", tags=["media"], responses=COMMON_PROBLEMS)
 
 
 def to_public(media: Media, store: ObjectStore) -> MediaPublic:

@@ -41,7 +41,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is down"}})
+@router.get("/readyz", responses={503: {"description": "a dependency is down (names it)"}})
 def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     """200 when PostgreSQL, Redis and the S3 bucket answer; 503 naming the ones that don't."""
 

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep
-from api.schemas import WebhookCreate, WebhookPublic
+from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookPublic, problems
 from shared.deliveries import register_endpoint, rotate_secret
 from shared.models import Tenant, WebhookEndpoint
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=COMMON_PROBLEMS)
 
 
 def to_public(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookPublic:
@@ -29,7 +29,8 @@ def own_endpoint(session: Session, tenant: Tenant, endpoint_id: uuid.UUID) -> We
     return endpoint
 
 
-@router.post("", status_code=201, response_model=WebhookPublic)
+@router.post("", status_code=201, response_model=WebhookPublic,
+             responses=problems(_409="an endpoint for this URL exists", _422="not http(s), or a private address"))  # fmt: skip
 def create_endpoint(body: WebhookCreate, response: Response, tenant: CurrentTenant, session: SessionDep,
                     settings: SettingsDep) -> WebhookPublic:  # fmt: skip
     """Jobs name it as ``callback_url``. Private, loopback and link-local addresses are refused
