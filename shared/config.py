@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     s3_secret_key: str = "smoothguard-dev-secret"
     s3_bucket: str = "smoothguard"
     s3_secure: bool = False
+    s3_public_endpoint: str = (
+        ""  # host:port callers use for presigned links, when not s3_endpoint (e.g. behind compose)
+    )
+    s3_region: str = "us-east-1"
     max_upload_bytes: int = 20 * 2**20
     max_image_pixels: int = 4096 * 4096
     max_audio_seconds: float = 60.0

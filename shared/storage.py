@@ -20,13 +20,18 @@ def media_key(tenant_id: str, sha256: str) -> str:
 
 
 class ObjectStore:
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False):
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False,
+                 public_endpoint: str = "", region: str = "us-east-1"):  # fmt: skip
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        # presigned links are signed for the host callers use (signing is local: no request is made)
+        self.public = Minio(public_endpoint or endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                            region=region)  # fmt: skip
         self.bucket = bucket
 
     @classmethod
     def from_settings(cls, s: Settings) -> ObjectStore:
-        return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_bucket, secure=s.s3_secure)
+        return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_bucket, secure=s.s3_secure,
+                   public_endpoint=s.s3_public_endpoint, region=s.s3_region)  # fmt: skip
 
     def ensure_bucket(self) -> None:
         if not self.client.bucket_exists(self.bucket):
@@ -62,4 +67,4 @@ class ObjectStore:
             response.release_conn()
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
-        return self.client.presigned_get_object(self.bucket, key, expires=expires)
+        return self.public.presigned_get_object(self.bucket, key, expires=expires)

@@ -19,6 +19,20 @@ def test_presigned_link_downloads_without_credentials(store):
     assert not store.exists("media/tenant-a/" + "0" * 64)
 
 
+def test_presigned_links_name_the_public_endpoint(stack, store):
+    """Behind compose the services reach S3 as minio:9000; callers get links for the public host."""
+    from shared.storage import ObjectStore
+
+    port = stack.env["SMOOTHGUARD_S3_ENDPOINT"].rsplit(":", 1)[1]
+    settings = stack.settings(SMOOTHGUARD_S3_BUCKET=store.bucket, SMOOTHGUARD_S3_PUBLIC_ENDPOINT=f"localhost:{port}")
+    public = ObjectStore.from_settings(settings)
+    key, _ = public.put_media("tenant-a", b"for callers", "application/octet-stream")
+    url = public.presigned_url(key)
+    assert url.startswith(f"http://localhost:{port}/")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"for callers"
+
+
 def test_concurrent_uploads_of_the_same_bytes_make_one_media_row(database, store):
     """Eight requests racing with the same image meet on the unique key (no 500s)."""
     import threading
