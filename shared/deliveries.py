@@ -24,9 +24,7 @@ ROTATION_GRACE = timedelta(hours=24)  # the previous secret keeps signing this l
 
 def register_endpoint(session: Session, s: Settings, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint:
     check_url(url, s.allowed_callback_hosts())
-    if session.scalar(
-        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.url == url)
-    ):
+    if endpoint_for(session, tenant_id, url) is not None:
         raise LookupError(f"an endpoint for {url} is already registered")
     endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secrets={"current": new_secret()}, enabled=True)
     session.add(endpoint)

@@ -49,10 +49,12 @@ app = make_app()
 
 
 def task(queue: TaskQueue, name: str):
-    """Every task through here: an explicit name and its queue."""
+    """Every task through here: named ``<queue>.<task>``, so a name alone says where it runs."""
+    assert name.startswith(f"{queue.value}."), name
     return app.task(name=name, queue=queue.value)
 
 
-def send(name: str, args: list, queue: TaskQueue, countdown: float | None = None) -> None:
-    """Send by name (callers need not import the task's module, nor torch with it)."""
-    app.send_task(name, args=args, queue=queue.value, countdown=countdown)
+def send(name: str, args: list, countdown: float | None = None) -> None:
+    """Send by name to the queue the name starts with (callers need not import the task's module,
+    nor torch with it)."""
+    app.send_task(name, args=args, queue=TaskQueue(name.split(".", 1)[0]).value, countdown=countdown)

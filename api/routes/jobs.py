@@ -23,7 +23,7 @@ from shared.jobs import cancel, create_job, samples_of, save_media
 from shared.models import Delivery, Job, Media, Tenant
 from shared.smoothing.types import Sample
 from shared.storage import ObjectStore
-from workers.celery_app import TaskQueue, send
+from workers.celery_app import send
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_PROBLEMS)
 JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "cancelled"]
@@ -149,7 +149,7 @@ def submit_job(
         raise HTTPException(422, str(exc)) from exc
     if created:
         session.commit()  # the row exists before the message is sent; a lost message is swept up
-        send("gpu.sample_round", [str(job.id), 0], TaskQueue.GPU)
+        send("gpu.sample_round", [str(job.id), 0])
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -233,5 +233,5 @@ def redeliver(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, sto
         check_callback(session, tenant.id, job.callback_url)
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from exc
-    send("webhooks.deliver", [str(job.id), 0], TaskQueue.WEBHOOKS)
+    send("webhooks.deliver", [str(job.id), 0])
     return to_public(job, store)

@@ -41,8 +41,7 @@ def create_endpoint(body: WebhookCreate, response: Response, tenant: CurrentTena
         raise HTTPException(409, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    session.flush()
-    session.refresh(endpoint)
+    session.refresh(endpoint)  # created_at comes from the database
     response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
     return to_public(endpoint, endpoint.secrets["current"])
 

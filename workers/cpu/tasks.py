@@ -3,39 +3,17 @@ sweeper, which re-sends the next step of jobs whose message was lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from shared.backends.registry import load_embedder
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import config_of, fail, finish, lock, needs_vote, now, samples_of, save_votes, stale_jobs
-from shared.models import Job
+from shared.jobs import config_of, finish, lock, needs_vote, now, samples_of, save_votes, stale_jobs
 from shared.smoothing.smoother import EmbeddingCache, next_step
 from shared.smoothing.smoother import aggregate as vote
 from shared.smoothing.types import Timings
 from workers.celery_app import TaskQueue, send, task
-
-
-def notify(job: Job) -> None:
-    """Queue the webhook of a finished job (sent after the caller's transaction commits is not
-    required: the delivery task re-reads the job and waits for ``finished_at``)."""
-    if job.callback_url:
-        send("webhooks.deliver", [str(job.id), 0], TaskQueue.WEBHOOKS, countdown=0.2)
-
-
-@contextmanager
-def failed(job_id: str) -> Iterator[None]:
-    """An exception inside ends the job ``failed`` with the reason, then propagates (logged)."""
-    try:
-        yield
-    except Exception as exc:
-        with session_scope(get_settings().database_url) as session:
-            job = fail(session, job_id, f"{type(exc).__name__}: {exc}")
-        if job is not None:
-            notify(job)
-        raise
+from workers.outcomes import failed, notify
 
 
 @task(TaskQueue.CPU, "cpu.aggregate")
@@ -61,7 +39,7 @@ def aggregate(job_id: str) -> None:
     if next_round is None:
         notify(job)
     else:
-        send("gpu.sample_round", [job_id, next_round], TaskQueue.GPU)
+        send("gpu.sample_round", [job_id, next_round])
 
 
 @task(TaskQueue.CPU, "cpu.sweep")
@@ -71,5 +49,5 @@ def sweep() -> int:
     with session_scope(settings.database_url) as session:
         lost = stale_jobs(session, now() - timedelta(seconds=settings.stale_after_s))
     for _, name, args in lost:
-        send(name, args, TaskQueue.GPU if name.startswith("gpu.") else TaskQueue.CPU)
+        send(name, args)
     return len(lost)

@@ -11,7 +11,7 @@ from shared.models import Media
 from shared.smoothing.noise import plan_round
 from shared.storage import ObjectStore
 from workers.celery_app import TaskQueue, send, task
-from workers.cpu.tasks import failed, notify
+from workers.outcomes import failed, notify
 
 
 @task(TaskQueue.GPU, "gpu.sample_round")
@@ -47,4 +47,4 @@ def sample_round(job_id: str, round_index: int) -> None:
         if job is None or job.finished_at is not None:
             return
         record_round(session, job, specs, gens)
-    send("cpu.aggregate", [job_id], TaskQueue.CPU)
+    send("cpu.aggregate", [job_id])

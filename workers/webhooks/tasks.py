@@ -29,4 +29,4 @@ def deliver(job_id: str, retry: int) -> None:
             return
         outcome = attempt(session, settings, job, endpoint, number, retry, random.Random())
     if outcome.retry:
-        send("webhooks.deliver", [job_id, retry + 1], TaskQueue.WEBHOOKS, countdown=outcome.delay_s)
+        send("webhooks.deliver", [job_id, retry + 1], countdown=outcome.delay_s)
