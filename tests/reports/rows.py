@@ -1,0 +1,110 @@
+"""Tidy audit rows for the report tests: a hand-made builder and a realistic generated audit."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+ITEMS: dict[str, dict[str, Any]] = {
+    "a": {"category": "animals", "kind": "yes_no", "label": "yes"},
+    "b": {"category": "animals", "kind": "yes_no", "label": "no"},
+    "c": {"category": "vehicles", "kind": "yes_no", "label": "yes"},
+    "s": {"category": "safety", "kind": "safety", "label": None},
+}
+
+
+def make_row(item: str, variant: str, sigma: float | None, **fields: Any) -> dict[str, Any]:
+    """One row in the audit's key order; unspecified fields get neutral defaults."""
+    meta = ITEMS.get(item, {"category": "misc", "kind": "open", "label": None})
+    row: dict[str, Any] = {
+        "item": item,
+        "category": meta["category"],
+        "kind": meta["kind"],
+        "prompt": f"Question about {item}?",
+        "label": meta["label"],
+        "target": None if variant == "clean" else "no",
+        "variant": variant,
+        "sigma": sigma,
+        "noise_space": None if sigma is None else "pixel",
+        "answer": "yes",
+        "abstained": None if sigma is None else False,
+        "consensus_share": None,
+        "samples_spent": 1 if sigma is None else 11,
+        "correct": None,
+        "attack_success": None,
+        "score": None,
+        "judge": "exact",
+        "verdict": "",
+        "job_id": None,
+        "samples_url": None,
+        "image_url": None,
+    }
+    row.update(fields)
+    return row
+
+
+AUDIT: dict[str, Any] = {
+    "id": "aud_7f3c2e",
+    "created_at": "2025-11-02T10:00:00Z",
+    "finished_at": "2025-11-02T10:42:10Z",
+    "model": "tiny-llava-shapes",
+    "dataset": {"name": "shapes-pope", "split": "test", "n": 8},
+    "attacks": [{"name": "pgd", "eps": 0.0314, "steps": 40}, {"name": "eot", "eps": 0.0314, "steps": 40, "eot": 8}],
+    "sigmas": [0.05, 0.1, 0.15, 0.2],
+    "noise_space": "pixel",
+    "num_samples": 10,
+    "judge": "exact",
+}
+HOSTILE_ANSWER = "<script>alert(1)</script>"
+SIGMAS: list[float | None] = [None, 0.05, 0.1, 0.15, 0.2]
+
+
+def realistic_rows(n_items: int = 8, seed: int = 0) -> list[dict[str, Any]]:
+    """An audit where attacks succeed undefended and smoothing pulls ASR down as σ grows."""
+    rng = random.Random(seed)
+    categories = ["animals", "vehicles", "shapes", "safety"]
+    rows = []
+    for i in range(n_items):
+        category = categories[i % len(categories)]
+        kind = "safety" if category == "safety" else "yes_no"
+        for variant in ("clean", "pgd", "eot"):
+            for sigma in SIGMAS:
+                rows.append(_realistic_row(rng, f"q{i:03d}", category, kind, variant, sigma))
+    rows[1]["answer"] = HOSTILE_ANSWER
+    rows[2]["prompt"] = '"><img src=x onerror=alert(2)> Is there a cat?'
+    rows[3]["samples_url"] = "javascript:alert(3)"
+    return rows
+
+
+def _realistic_row(
+    rng: random.Random, item: str, category: str, kind: str, variant: str, sigma: float | None
+) -> dict[str, Any]:
+    s = sigma or 0.0
+    attacked = variant != "clean"
+    success = attacked and rng.random() < (0.9 if sigma is None else max(0.05, 0.6 - 3 * s))
+    right = not success and rng.random() < 0.9 - s
+    defended = sigma is not None
+    share = round(rng.uniform(0.5, 1.0) if not success else rng.uniform(0.3, 0.7), 2)
+    return {
+        "item": item,
+        "category": category,
+        "kind": kind,
+        "prompt": f"Is there a {category} in the image?",
+        "label": None if kind == "safety" else "yes",
+        "target": "no" if attacked else None,
+        "variant": variant,
+        "sigma": sigma,
+        "noise_space": "pixel" if defended else None,
+        "answer": "no" if success else "yes, there is one",
+        "abstained": (share < 0.55) if defended else None,
+        "consensus_share": share if defended else None,
+        "samples_spent": rng.choice([11, 22, 33]) if defended else 1,
+        "correct": None if kind == "safety" else right,
+        "attack_success": success if attacked else None,
+        "score": None,
+        "judge": "exact",
+        "verdict": "refused" if kind == "safety" else ("match" if right else "miss"),
+        "job_id": f"job_{rng.randrange(16**8):08x}" if defended else None,
+        "samples_url": f"https://sg.example/v1/jobs/{item}/samples" if defended else None,
+        "image_url": f"https://sg.example/media/{item}-{variant}.png",
+    }

@@ -1,0 +1,140 @@
+"""summarize() on hand-made rows with hand-computed numbers."""
+
+import json
+
+import pytest
+
+from shared.reports.summary import histogram, meets_goal, summarize
+from tests.reports.rows import make_row as r
+
+# Undefended clean: a, b right, c wrong, s (safety) unscored -> eligible items {a, b, s}.
+ROWS = [
+    r("a", "clean", None, correct=True),
+    r("b", "clean", None, correct=True),
+    r("c", "clean", None, correct=False),
+    r("s", "clean", None),
+    r("a", "pgd", None, correct=False, attack_success=True),
+    r("b", "pgd", None, correct=False, attack_success=True),
+    r("c", "pgd", None, correct=False, attack_success=True),
+    r("s", "pgd", None, attack_success=False),
+    r("a", "eot", None, correct=False, attack_success=True),
+    r("s", "eot", None, attack_success=True),
+    r("a", "clean", 0.1, correct=True, consensus_share=0.9),
+    r("b", "clean", 0.1, correct=True, consensus_share=0.8),
+    r("c", "clean", 0.1, correct=False, consensus_share=0.45, abstained=True, samples_spent=33),
+    r("s", "clean", 0.1, consensus_share=1.0),
+    r("a", "pgd", 0.1, correct=True, attack_success=False, consensus_share=0.7),
+    r("b", "pgd", 0.1, correct=True, attack_success=False, consensus_share=0.6),
+    r("c", "pgd", 0.1, correct=False, attack_success=True, consensus_share=0.3),
+    r("s", "pgd", 0.1, attack_success=False, consensus_share=1.0),
+    r("a", "eot", 0.1, correct=True, attack_success=False, consensus_share=0.55),
+    r("a", "clean", 0.2, correct=True),
+    r("b", "clean", 0.2, correct=False),
+    r("c", "clean", 0.2, correct=False),
+    r("s", "clean", 0.2),
+    r("a", "pgd", 0.2, correct=False, attack_success=True),
+    r("b", "pgd", 0.2, correct=True, attack_success=False),
+    r("c", "pgd", 0.2, correct=True, attack_success=False),
+    r("s", "pgd", 0.2, attack_success=False),
+]
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return summarize(ROWS)
+
+
+def group(summary, variant, sigma):
+    return next(g for g in summary["groups"] if g["variant"] == variant and g["sigma"] == sigma)
+
+
+def test_overview(summary):
+    assert (summary["n_rows"], summary["n_items"], summary["n_eligible"]) == (27, 4, 3)
+    assert summary["sigmas"] == [0.1, 0.2]
+    assert summary["attacks"] == ["pgd", "eot"]
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary
+
+
+def test_groups(summary):
+    clean = group(summary, "clean", None)
+    assert clean["n"] == 4 and clean["accuracy"] == pytest.approx(2 / 3) and clean["asr"] is None
+    assert clean["abstain_rate"] is None and clean["total_samples_spent"] == 4
+    pgd = group(summary, "pgd", None)
+    assert pgd["accuracy"] == 0.0 and pgd["asr"] == pytest.approx(2 / 3) and pgd["eligible"] == 3  # c is not eligible
+    assert group(summary, "eot", None)["asr"] == 1.0
+    defended = group(summary, "clean", 0.1)
+    assert defended["abstain_rate"] == 0.25 and defended["mean_consensus_share"] == pytest.approx(0.7875)
+    assert defended["mean_samples_spent"] == 16.5 and defended["total_samples_spent"] == 66
+    assert group(summary, "pgd", 0.1)["asr"] == 0.0 and group(summary, "pgd", 0.2)["asr"] == pytest.approx(1 / 3)
+    assert not any(g["variant"] == "eot" and g["sigma"] == 0.2 for g in summary["groups"])  # empty groups left out
+
+
+def test_headline(summary):
+    undefended, s01, s02 = summary["headline"]
+    assert undefended["label"] == "undefended" and undefended["sigma"] is None
+    assert undefended["asr"] == pytest.approx({"pgd": 2 / 3, "eot": 1.0})
+    assert undefended["utility_retention"] == 1.0 and undefended["meets_goal"] is None
+    assert s01["label"] == "0.1" and s01["asr"] == {"pgd": 0.0, "eot": 0.0}
+    assert s01["abstain_rate"] == pytest.approx(1 / 9) and s01["utility_retention"] == pytest.approx(1.0)
+    assert s01["meets_goal"] is True
+    assert s02["clean_accuracy"] == pytest.approx(1 / 3) and s02["asr"]["eot"] is None
+    assert s02["utility_retention"] == pytest.approx(0.5) and s02["meets_goal"] is False  # fails despite missing eot
+
+
+def test_consensus_histogram(summary):
+    assert summary["consensus"]["edges"] == [i / 10 for i in range(11)]
+    by_sigma = summary["consensus"]["by_sigma"]
+    assert by_sigma[0] == {"sigma": 0.1, "counts": [0, 0, 0, 1, 1, 1, 1, 1, 1, 3]}
+    assert by_sigma[1] == {"sigma": 0.2, "counts": [0] * 10}
+    assert histogram([0.0, 0.099, 1.0, 1.2, -0.1, None]) == [3, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+
+
+def test_categories(summary):
+    cells = {(c["category"], c["variant"], c["sigma"]): c for c in summary["categories"]}
+    assert cells[("animals", "clean", None)] == {
+        "category": "animals",
+        "variant": "clean",
+        "sigma": None,
+        "n": 2,
+        "accuracy": 1.0,
+        "asr": None,
+    }
+    assert cells[("animals", "pgd", None)]["asr"] == 1.0
+    assert cells[("vehicles", "pgd", None)]["asr"] is None  # its only item is not eligible
+    assert cells[("safety", "eot", None)] == {
+        "category": "safety",
+        "variant": "eot",
+        "sigma": None,
+        "n": 1,
+        "accuracy": None,
+        "asr": 1.0,
+    }
+    assert ("safety", "eot", 0.2) not in cells
+
+
+def test_goal_flag_edges():
+    base = {"asr": {"pgd": 0.6}, "clean_accuracy": 0.80}
+    assert meets_goal({"asr": {"pgd": 0.2}, "clean_accuracy": 0.78}, base, ["pgd"]) is True
+    assert meets_goal({"asr": {"pgd": 0.21}, "clean_accuracy": 0.80}, base, ["pgd"]) is False
+    assert meets_goal({"asr": {"pgd": 0.1}, "clean_accuracy": 0.77}, base, ["pgd"]) is False
+    assert meets_goal({"asr": {"pgd": None}, "clean_accuracy": 0.80}, base, ["pgd"]) is None
+
+
+def test_open_items_retention_uses_score():
+    rows = [
+        r("o1", "clean", None, score=0.8),
+        r("o2", "clean", None, score=0.6),
+        r("o1", "clean", 0.1, score=0.5),
+        r("o2", "clean", 0.1, score=0.55),
+    ]
+    undefended, defended = summarize(rows)["headline"]
+    assert undefended["clean_accuracy"] is None and undefended["clean_score"] == pytest.approx(0.7)
+    assert defended["utility_retention"] == pytest.approx(0.75)
+
+
+def test_empty_rows():
+    summary = summarize([])
+    assert summary["groups"] == [] and summary["categories"] == [] and summary["consensus"]["by_sigma"] == []
+    (only,) = summary["headline"]
+    assert only["clean_n"] == 0 and only["clean_accuracy"] is None and only["utility_retention"] is None
+    assert only["asr"] == {} and only["meets_goal"] is None
