@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROMPT ?= What colour is the circle?
 
 .PHONY: install demo test lint bench clean
 
@@ -14,10 +13,13 @@ install: $(VENV)/.installed
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[ml,stack,dev]'
+# headless Chromium for the HTML report test (Debian package; playwright never downloads browsers here)
+	command -v chromium >/dev/null || { SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	touch $@
 
 demo: install
-	$(BIN)/smoothguard demo --prompt "$(PROMPT)"
+	$(BIN)/smoothguard demo
 
 test: install
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.routes import jobs, media, ops, webhooks
+from api.routes import audits, jobs, media, ops, webhooks
 from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
 from shared.storage import ObjectStore
@@ -44,8 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.store = ObjectStore.from_settings(app.state.settings)
     app.state.metrics, latency = ops.metrics_registry(app.state.settings)
-    for module in (jobs, media, webhooks, ops):
-        app.include_router(module.router)
+    for router in (jobs.router, media.router, audits.router, audits.datasets, webhooks.router, ops.router):
+        app.include_router(router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
 
     @app.middleware("http")

@@ -147,3 +147,43 @@ class DeliveryPublic(BaseModel):
     status_code: int | None
     latency_ms: float | None
     error: str | None
+    job_id: UUID | None = None
+    audit_id: UUID | None = None
+
+
+class AuditProgress(BaseModel):
+    done: int = Field(description="items finished (attacked, every defense job ended)")
+    total: int
+    attacked: int = Field(description="items whose attacks ran")
+    jobs_done: int
+    jobs_total: int
+    fraction: float = Field(description="attacks + defense jobs done, of all of them")
+    eta_s: float | None = Field(None, description="seconds left at the rate so far")
+
+
+class AuditPublic(BaseModel):
+    id: UUID
+    status: Literal["queued", "running", "reporting", "succeeded", "failed", "cancelled"]
+    model: str
+    spec: dict[str, Any]
+    callback_url: str | None = None
+    progress: AuditProgress
+    summary: dict[str, Any] | None = Field(None, description="the report's headline numbers, when finished")
+    universal: dict[str, Any] | None = Field(None, description="the universal image's attack stats")
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    links: dict[str, str]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditPublic]
+    next_cursor: str | None = None
+
+
+class DatasetPublic(BaseModel):
+    id: str = Field(description="sha256 of the archive: name it as dataset.archive in POST /v1/audits")
+    format: str
+    items: int
+    size_bytes: int

@@ -9,6 +9,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from httpx import HTTPError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.smoothing.types import CLUSTERING_METHODS, NOISE_SPACES, YES_NO, SmoothConfig, SmoothResult
@@ -30,7 +31,42 @@ def build_parser() -> argparse.ArgumentParser:
     create_key.add_argument("tenant", help="tenant name")
     create_key.add_argument("--name", default=None, help="a label for the key")
     _service_parsers(sub)
+    _audit_parsers(sub)
     return parser
+
+
+def _audit_parsers(sub: argparse._SubParsersAction) -> None:
+    audit = sub.add_parser("audit", help="robustness audits over REST: submit, status, report")
+    audit.add_argument("--url", default=None, help="the API (default: SMOOTHGUARD_PUBLIC_URL)")
+    audit.add_argument("--key", default=None, help="an API key (default: SMOOTHGUARD_API_KEY)")
+    actions = audit.add_subparsers(dest="action", required=True)
+    submit = actions.add_parser("submit", help="queue an audit; prints its id (and follows it with --wait)")
+    submit.add_argument("--spec", type=Path, default=None, help="a JSON file with the whole POST /v1/audits body")
+    submit.add_argument("--dataset", default="shapes", choices=["shapes", "pope", "llava-bench", "mm-safetybench"])
+    submit.add_argument("--archive", default=None, help="a benchmark archive (zip/tar.gz) to upload for the dataset")
+    submit.add_argument("--count", type=int, default=12, help="shapes: images (two questions each)")
+    submit.add_argument("--seed", type=int, default=0, help="shapes: the set's seed")
+    submit.add_argument("--limit", type=int, default=None, help="the first N items")
+    submit.add_argument("--attacks", default="pgd,eot", help="comma-separated: pgd, eot, universal (or none)")
+    submit.add_argument("--eps", type=float, default=16 / 255, help="L∞ radius in [0,1] pixels (default 16/255)")
+    submit.add_argument("--steps", type=int, default=40)
+    submit.add_argument("--stop-loss", type=float, default=None, help="early stop per item (0.69: just successful)")
+    submit.add_argument("--sigmas", default="0.05,0.1,0.15,0.2", help="comma-separated noise levels")
+    submit.add_argument("--noise-space", default="normalized", choices=["normalized", "pixel"])
+    submit.add_argument("-n", "--num-samples", type=int, default=10)
+    submit.add_argument("--max-new-tokens", type=int, default=32)
+    submit.add_argument("--judge", default=None, help="match | refusal | similarity | llm:<model>")
+    submit.add_argument("--model", default=None)
+    submit.add_argument("--wait", action="store_true", help="follow the progress, then print the table")
+    status = actions.add_parser("status", help="progress (with --wait: a progress bar until it ends) and the table")
+    status.add_argument("id")
+    status.add_argument("--wait", action="store_true")
+    report = actions.add_parser("report", help="download the report: html, json or csv")
+    report.add_argument("id")
+    report.add_argument("--format", default="html", choices=["html", "json", "csv"])
+    report.add_argument("--out", type=Path, default=None, help="default: audit-<id>.<format>")
+    cancel = actions.add_parser("cancel", help="stop an audit")
+    cancel.add_argument("id")
 
 
 def _service_parsers(sub: argparse._SubParsersAction) -> None:
@@ -39,12 +75,17 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
     for p in (up, sub.add_parser("api", help="serve the REST API (uvicorn)")):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
-    demo = sub.add_parser("demo", help="the main job: embedded stack, a defense job over REST, its signed webhook")
-    demo.add_argument("--image", type=Path, default=None, help="default: the bundled demo image")
-    demo.add_argument("--prompt", default="What colour is the circle?")
+    demo = sub.add_parser("demo", help="the main job: embedded stack, a demo audit (PGD, EOT-PGD, σ sweep) over REST")
+    demo.add_argument(
+        "--images", type=int, default=24, help="synthetic images (two questions each; default %(default)s)"
+    )
+    demo.add_argument("--steps", type=int, default=40, help="PGD steps (default %(default)s)")
+    demo.add_argument("--stop-loss", type=float, default=None,
+                      help="stop attacking an item once its target loss is below this (0.69: just successful)")  # fmt: skip
+    demo.add_argument("--out", type=Path, default=Path("smoothguard-demo"), help="where the report files go")
     demo.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary folder")
     worker = sub.add_parser("worker", help="run a Celery worker on queues, or the sweeper (beat)")
-    worker.add_argument("queues", nargs="+", choices=["gpu", "cpu", "webhooks", "beat"],
+    worker.add_argument("queues", nargs="+", choices=["gpu", "cpu", "audits", "webhooks", "beat"],
                         help="queues to consume; 'beat' alone runs only the periodic sweeper")  # fmt: skip
     worker.add_argument("--beat", action="store_true", help="also run the sweeper in this process (one per stack)")
     worker.add_argument("--concurrency", type=int, default=8, help="threads for a webhooks-only worker")
@@ -188,12 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("migrate", "tenants", "keys"):
             print(admin(args))
             return 0
+        if args.command == "audit":
+            from shared.audit_cli import run
+
+            return run(args)
         if args.command in ("up", "api", "worker", "demo"):
             from shared import services
 
             return int(getattr(services, args.command)(args))
         result = defend(args)
-    except (ValueError, OSError, SQLAlchemyError) as exc:  # bad input, unreadable file, model or DB not there
+    except (ValueError, OSError, SQLAlchemyError, RuntimeError, HTTPError) as exc:  # bad input, a service not there
         print(f"smoothguard: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))

@@ -37,10 +37,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 2**20
     max_image_pixels: int = 4096 * 4096
     max_audio_seconds: float = 60.0
+    max_audit_items: int = 5000  # items per audit (each fans out to variants × σ defense jobs)
+    max_dataset_bytes: int = 512 * 2**20  # an uploaded benchmark archive
     max_num_samples: int = 256  # noisy candidates per job (the adaptive budget)
     max_new_tokens: int = 1024
     known_models: str = ""  # comma-separated extra model ids/paths the API accepts besides the default
-    public_url: str = "http://127.0.0.1:8000"  # how callers reach the API: links in webhooks
+    public_url: str = "http://127.0.0.1:8000"  # how callers reach the API: links in webhooks, `smoothguard audit`
+    api_key: str = ""  # the key `smoothguard audit` sends
     webhook_allowlist: str = ""  # comma-separated callback hosts allowed although private/loopback
     webhook_timeout_s: float = 10.0
     broker_visibility_timeout_s: float = 3600.0  # an unacked task of a dead worker is redelivered after this

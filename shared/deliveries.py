@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import Delivery, Job, WebhookEndpoint
+from shared.models import Audit, Delivery, Job, WebhookEndpoint
 from shared.webhooks import Outcome, check_url, classify, headers, new_secret
 
 ROTATION_GRACE = timedelta(hours=24)  # the previous secret keeps signing this long after a rotation
@@ -64,26 +64,46 @@ def check_callback(session: Session, tenant_id: uuid.UUID, url: str | None) -> N
         raise ValueError(f"the webhook endpoint for {url} is disabled ({endpoint.disabled_reason})")
 
 
-def payload(job: Job, public_url: str) -> dict[str, Any]:
-    """Thin: ids, status, answer and a link; the rest is one GET away."""
-    result = job.result or {}
+def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
+    """Thin: ids, status, the answer (or an audit's progress) and a link; the rest is one GET away."""
+    base = public_url.rstrip("/")
+    if isinstance(subject, Audit):
+        return {
+            "type": "audit.completed",
+            "timestamp": (subject.finished_at or datetime.now(UTC)).isoformat(),
+            "data": {"audit_id": str(subject.id), "status": subject.status, "done": subject.done,
+                     "total": subject.total, "url": f"{base}/v1/audits/{subject.id}",
+                     "report": f"{base}/v1/audits/{subject.id}/report?format=html" if subject.report else None},
+        }  # fmt: skip
+    result = subject.result or {}
     return {
         "type": "job.completed",
-        "timestamp": (job.finished_at or datetime.now(UTC)).isoformat(),
-        "data": {"job_id": str(job.id), "status": job.status, "answer": result.get("answer"),
-                 "abstained": result.get("abstained"), "url": f"{public_url.rstrip('/')}/v1/jobs/{job.id}"},
+        "timestamp": (subject.finished_at or datetime.now(UTC)).isoformat(),
+        "data": {"job_id": str(subject.id), "status": subject.status, "answer": result.get("answer"),
+                 "abstained": result.get("abstained"), "url": f"{base}/v1/jobs/{subject.id}"},
     }  # fmt: skip
 
 
-def message_id(job: Job) -> str:
-    """The ``webhook-id``: one per job event, the same on every retry and redelivery (receivers dedupe)."""
-    return f"msg_{job.id.hex}"
+def message_id(subject: Job | Audit) -> str:
+    """The ``webhook-id``: one per job or audit event, the same on every retry and redelivery (receivers dedupe)."""
+    return f"msg_{subject.id.hex}"
+
+
+def owner(subject: Job | Audit) -> dict[str, Any]:
+    """The delivery row's link to what it reports on."""
+    return {"audit_id": subject.id} if isinstance(subject, Audit) else {"job_id": subject.id}
 
 
 def attempt(
-    session: Session, s: Settings, job: Job, endpoint: WebhookEndpoint, number: int, retry: int, rng: random.Random
+    session: Session,
+    s: Settings,
+    job: Job | Audit,
+    endpoint: WebhookEndpoint,
+    number: int,
+    retry: int,
+    rng: random.Random,
 ) -> Outcome:
-    """POST once, record it as attempt ``number`` of the job, apply 410 → disabled. ``retry`` is
+    """POST once, record it as attempt ``number`` of the job (or audit), apply 410 → disabled. ``retry`` is
     the attempt's place in its series (the backoff and the attempt cap count it)."""
     now = datetime.now(UTC)
     body = json.dumps(payload(job, s.public_url), separators=(",", ":")).encode()
@@ -101,16 +121,16 @@ def attempt(
         except httpx.HTTPError as exc:  # timeouts and connection errors: retried
             error = f"{type(exc).__name__}: {exc}"
     outcome = Outcome(delivered=False, retry=False) if refused else classify(status, retry, rng, retry_after)
-    session.add(Delivery(endpoint_id=endpoint.id, job_id=job.id, message_id=msg, attempt=number, attempted_at=now,
+    session.add(Delivery(endpoint_id=endpoint.id, **owner(job), message_id=msg, attempt=number, attempted_at=now,
                          status_code=status, latency_ms=(time.perf_counter() - started) * 1e3, error=error))  # fmt: skip
     if outcome.disable:
         endpoint.enabled, endpoint.disabled_reason = False, f"the receiver answered {status} Gone at {now.isoformat()}"
     return outcome
 
 
-def record_skipped(session: Session, job: Job, endpoint: WebhookEndpoint | None, number: int) -> None:
+def record_skipped(session: Session, job: Job | Audit, endpoint: WebhookEndpoint | None, number: int) -> None:
     """A delivery that could not be attempted (endpoint deleted or disabled), recorded as such."""
     if endpoint is None:
         return  # deliveries belong to an endpoint; a deleted one leaves nothing to record against
-    session.add(Delivery(endpoint_id=endpoint.id, job_id=job.id, message_id=message_id(job), attempt=number,
+    session.add(Delivery(endpoint_id=endpoint.id, **owner(job), message_id=message_id(job), attempt=number,
                          attempted_at=datetime.now(UTC), error=f"endpoint disabled: {endpoint.disabled_reason}"))  # fmt: skip

@@ -1,64 +1,61 @@
-"""The client half of ``smoothguard demo``: what a user's integration does over REST.
+"""The client half of ``smoothguard demo``: a robustness audit as a user's integration runs it over REST.
 
-Register a webhook endpoint (a local receiver), submit a defense job on an image with an
-Idempotency-Key, poll it to the end, print the result and the webhook with its verified signature."""
+Register a webhook endpoint (a local receiver), submit an audit of the bundled demo model on the
+synthetic shapes set — PGD and EOT-PGD (L∞, ε = 16/255), SmoothGuard at σ ∈ {0.05, 0.1, 0.15, 0.2}
+in the paper's noise space (normalised ``pixel_values``) — follow its progress, print the headline
+table, save the HTML report and check the completion webhook's signature."""
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-from shared.config import DEMO_IMAGE
+from shared.audit_client import client, download, follow, submit, table
 from shared.receiver import Receiver
 
+DEMO_SIGMAS = [0.05, 0.1, 0.15, 0.2]
+DEMO_SEED = 20261126  # a set the demo model never saw (it trained on seeds 1000 and 999)
 
-def run_demo(url: str, key: str, prompt: str, image: Path | None = None, timeout: float = 300.0) -> int:
-    api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+def demo_spec(images: int, steps: int, stop_loss: float | None, callback_url: str | None) -> dict[str, Any]:
+    attack = {"norm": "linf", "eps": 16 / 255, "steps": steps, "targeted": True, "stop_loss": stop_loss}
+    return {
+        "dataset": {"format": "shapes", "seed": DEMO_SEED, "count": images},
+        "attacks": [{"name": "pgd", **attack}, {"name": "eot", **attack, "eot_samples": 8}],
+        "defense": {"sigmas": DEMO_SIGMAS, "num_samples": 10, "noise_space": "normalized", "max_new_tokens": 8},
+        "chunk_size": 8,
+        "concurrency": 2,
+        "callback_url": callback_url,
+    }
+
+
+def run_demo(url: str, key: str, *, images: int, steps: int, stop_loss: float | None, out: Path,
+             timeout: float = 3600) -> int:  # fmt: skip
+    api = client(url, key)
     with Receiver() as receiver:
         endpoint = api.post("/v1/webhooks", json={"url": receiver.url}).raise_for_status().json()
         receiver.secret = endpoint["secret"]
-        path = image or DEMO_IMAGE
         started = time.perf_counter()
-        submitted = api.post("/v1/jobs", headers={"Idempotency-Key": str(uuid.uuid4())},
-                             files={"file": (path.name, path.read_bytes())},
-                             data={"prompt": prompt, "callback_url": receiver.url}).raise_for_status()  # fmt: skip
-        job_id = submitted.json()["id"]
-        print(f"POST /v1/jobs → {submitted.status_code}, Location: {submitted.headers['location']}", flush=True)
-        job = poll(api, job_id, started + timeout)
+        audit = submit(api, demo_spec(images, steps, stop_loss, receiver.url))
+        print(f"POST /v1/audits → {audit['status']}, Location: /v1/audits/{audit['id']}", flush=True)
+        audit = follow(api, audit["id"], timeout=timeout)
         elapsed = time.perf_counter() - started
-        (hook,) = receiver.wait(1, timeout=60)
-    samples = api.get(f"/v1/jobs/{job_id}/samples").json()
-    print(summary(job, samples, elapsed, prompt, path.name))
+        hooks = receiver.wait(1, timeout=60)
+    if audit["status"] != "succeeded":
+        print(f"audit {audit['id']} {audit['status']}: {audit.get('error')}")
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    for fmt, name in (("html", "report.html"), ("json", "report.json"), ("csv", "items.csv")):
+        download(api, audit["id"], fmt, out / name)
+    print(f"audit {audit['id']} {audit['status']} in {elapsed:.0f} s: {audit['progress']['total']} items of the "
+          f"synthetic shapes set, attacks PGD and EOT-PGD (L∞, ε=16/255, {steps} steps, targeted"
+          f"{f', stopped at loss {stop_loss}' if stop_loss else ''}), "
+          f"SmoothGuard with {10} noisy samples + the clean one")  # fmt: skip
+    print(table(audit["summary"], "normalized (σ in units of the processor's mean/std-normalised pixel_values)"))
+    print(f"report: {(out / 'report.html').resolve()} (also report.json, items.csv)")
+    hook = hooks[0]
     print(f"webhook: POST {receiver.url} webhook-id={hook.headers['webhook-id']} "
-          f"signature {'VERIFIED' if hook.verified else 'INVALID'} with the endpoint's whsec_ secret")  # fmt: skip
-    print("payload: " + json.dumps(hook.json, indent=None))
-    return 0 if job["status"] in ("succeeded", "abstained") and hook.verified else 1
-
-
-def poll(api: httpx.Client, job_id: str, deadline: float) -> dict:
-    while True:
-        job = api.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-        if job["finished_at"] is not None:
-            return job
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"job {job_id} still {job['status']}")
-        time.sleep(0.2)
-
-
-def summary(job: dict, samples: list[dict], elapsed: float, prompt: str, image: str) -> str:
-    c, t = job["consensus"] or {}, job["timings"] or {}
-    answers = ", ".join(f"{s['index']}:{s['text']!r}" for s in samples[:11])
-    return "\n".join([
-        f"job {job['id']}: {job['status']} in {elapsed:.1f} s (submit → result over REST)",
-        f"  {image}: {prompt!r} → answer {job['answer']!r}",
-        f"  consensus {c.get('count')}/{c.get('total')} noisy samples, lower bound {c.get('lower_bound', 0):.3f} "
-        f"at alpha={c.get('alpha')}; abstained: {job['abstained']}",
-        f"  samples spent {job['samples_spent']}, σ={job['params']['sigma']} ({job['params']['noise_space']}), "
-        f"generation {t.get('generation_ms', 0):.0f} ms, embedding {t.get('embedding_ms', 0):.0f} ms, "
-        f"clustering {t.get('clustering_ms', 0):.1f} ms",
-        f"  candidates (index:answer; 0 is the clean input): {answers}",
-    ])  # fmt: skip
+          f"signature {'VERIFIED' if hook.verified else 'INVALID'}; payload: {json.dumps(hook.json['data'])}")  # fmt: skip
+    return 0 if hook.verified else 1

@@ -26,7 +26,7 @@ DEV_S3_KEY, DEV_S3_SECRET = "smoothguard-dev", "smoothguard-dev-secret"
 PROCESSES = {  # name → smoothguard arguments (see `smoothguard api|worker --help`)
     "api": ["api"],
     "gpu": ["worker", "gpu"],
-    "cpu": ["worker", "cpu", "--beat"],  # the sweeper runs beside the CPU worker (one beat per stack)
+    "cpu": ["worker", "cpu", "audits", "--beat"],  # the sweeper runs beside the CPU worker (one beat per stack)
     "webhooks": ["worker", "webhooks"],
 }
 

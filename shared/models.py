@@ -80,6 +80,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),  # the list's cursor order
+        UniqueConstraint("audit_item_id", "audit_ref"),  # one defense job per item, variant and σ
     )
     id: Mapped[uuid.UUID] = _id()
     tenant_id: Mapped[uuid.UUID] = _tenant()
@@ -104,6 +105,10 @@ class Job(Base):
     touched_at: Mapped[datetime | None] = mapped_column(
         index=True
     )  # last message sent or task started; the sweeper's clock
+    audit_item_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("audit_items.id", ondelete="CASCADE"), index=True
+    )  # set on the defense jobs an audit fans out
+    audit_ref: Mapped[str | None] = mapped_column(String(100))  # "<variant>@<sigma>" within the audit item
 
 
 class SampleRow(Base):
@@ -142,15 +147,64 @@ class WebhookEndpoint(Base):
 
 
 class Delivery(Base):
-    """Every webhook attempt, successful or not."""
+    """Every webhook attempt, successful or not: of a job's event or an audit's."""
 
     __tablename__ = "deliveries"
     id: Mapped[uuid.UUID] = _id()
     endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    audit_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
     message_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header, stable across retries
     attempt: Mapped[int] = mapped_column(Integer)
     attempted_at: Mapped[datetime] = _created()
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Audit(Base):
+    """A robustness audit: a benchmark set, attacks, a σ sweep of the defense, a judge, a report."""
+
+    __tablename__ = "audits"
+    __table_args__ = (Index("ix_audits_tenant_created", "tenant_id", "created_at", "id"),)
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    status: Mapped[str] = mapped_column(String(20), index=True)  # queued|running|reporting|succeeded|failed|cancelled
+    model: Mapped[str] = mapped_column(String(300))
+    spec: Mapped[dict[str, Any]] = mapped_column()  # dataset, attacks, defense, judge, limit, chunk size, concurrency
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    universal_media_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("media.id"))
+    universal: Mapped[dict[str, Any] | None] = mapped_column()  # the universal image's loss and norms
+    report: Mapped[dict[str, Any] | None] = mapped_column()  # object keys of the files + the summary
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    touched_at: Mapped[datetime | None] = mapped_column(index=True)  # the sweeper's clock, as for jobs
+
+
+class AuditItem(Base):
+    """One benchmark item of an audit: its clean and adversarial images and undefended answers;
+    the defended answers are the jobs that point here."""
+
+    __tablename__ = "audit_items"
+    __table_args__ = (UniqueConstraint("audit_id", "index"),)
+    id: Mapped[uuid.UUID] = _id()
+    audit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    chunk: Mapped[int] = mapped_column(Integer)  # items are attacked a chunk at a time, batched
+    key: Mapped[str] = mapped_column(String(200))  # the item's id in its dataset
+    category: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # yes_no | closed | open | safety
+    prompt: Mapped[str] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)  # what targeted attacks try to make the model say
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id"))
+    outputs: Mapped[dict[str, Any] | None] = mapped_column()  # per variant: media id, undefended answer, attack stats
+    verdicts: Mapped[dict[str, Any] | None] = mapped_column()  # per "<variant>@<sigma>": the judge's verdict
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+    attacked_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()

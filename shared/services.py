@@ -29,7 +29,7 @@ def worker(args: argparse.Namespace) -> int:
     if not queues:
         app.start(["beat", "-l", "info", "-s", schedule])
         return 0
-    solo = bool({"gpu", "cpu"} & set(queues))
+    solo = bool({"gpu", "cpu", "audits"} & set(queues))
     argv = ["worker", "-Q", ",".join(queues), "-n", f"{'-'.join(queues)}@%h", "-l", "info",
             "--without-heartbeat", "--without-gossip", "--without-mingle"]  # fmt: skip
     argv += ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency)]
@@ -95,7 +95,8 @@ def up(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """The README's main job: the embedded stack, one defense job over REST, its signed webhook."""
+    """The README's main job: the embedded stack, a demo audit over REST (attacks, σ sweep, report),
+    its signed webhook."""
     from shared.demo import run_demo
     from shared.stack import free_port
 
@@ -104,7 +105,8 @@ def demo(args: argparse.Namespace) -> int:
     try:
         print(f"starting PostgreSQL, Redis, S3, the API and the GPU/CPU/webhook workers under {root} …", flush=True)
         url = start_all(stack, "127.0.0.1", free_port(), SMOOTHGUARD_WEBHOOK_ALLOWLIST="127.0.0.1")
-        return run_demo(url, dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"]), args.prompt, args.image)
+        key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
+        return run_demo(url, key, images=args.images, steps=args.steps, stop_loss=args.stop_loss, out=args.out)
     finally:
         print("stopping the stack …", flush=True)
         stack.stop()

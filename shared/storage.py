@@ -58,6 +58,9 @@ class ObjectStore:
             self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
         return key, sha
 
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
     def get(self, key: str) -> bytes:
         response = self.client.get_object(self.bucket, key)
         try:

@@ -349,7 +349,7 @@ def test_smoothguard_processes_run_the_right_subcommands():
     expected = {
         "migrate": ["smoothguard", "migrate"],
         "gpu-worker": ["smoothguard", "worker", "gpu"],
-        "cpu-worker": ["smoothguard", "worker", "cpu"],
+        "cpu-worker": ["smoothguard", "worker", "cpu", "audits"],
         "webhook-worker": ["smoothguard", "worker", "webhooks"],
         "sweeper": ["smoothguard", "worker", "beat"],
     }

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 
@@ -44,6 +45,7 @@ def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert body["answer"] == "red"
+        audit_cli(port, key, tmp_path)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=90)
@@ -56,12 +58,41 @@ def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
 
 
+def audit_cli(port, key, tmp_path):
+    """``smoothguard audit submit --wait`` then ``audit report`` against the running stack."""
+    cli = [sys.executable, "-m", "shared.cli", "audit", "--url", f"http://127.0.0.1:{port}", "--key", key]
+    sub = subprocess.run([*cli, "submit", "--count", "1", "--attacks", "pgd", "--steps", "2", "--sigmas", "0.1",
+                          "-n", "2", "--max-new-tokens", "4", "--wait"], cwd=ROOT, env=clean_env(),
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert sub.returncode == 0, sub.stdout[-2000:] + sub.stderr[-2000:]
+    audit_id = sub.stdout.splitlines()[0]
+    assert "items 2/2" in sub.stderr  # the progress bar reached the end
+    assert re.search(r"^undefended\s", sub.stdout, re.M) and re.search(r"^σ=0.1\s", sub.stdout, re.M)
+    csv_path = tmp_path / "audit.csv"
+    rep = subprocess.run([*cli, "report", audit_id, "--format", "csv", "--out", str(csv_path)], cwd=ROOT,
+                         env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert rep.returncode == 0, rep.stderr
+    assert (
+        len(csv_path.read_text().strip().splitlines()) == 1 + 2 * 2 * 2
+    )  # header + items × variants × (undefended, σ)
+    bad = subprocess.run([*cli, "status", str(uuid.uuid4())], cwd=ROOT, env=clean_env(), capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "404" in bad.stderr
+
+
 def test_demo_is_the_main_job(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--data-dir", str(tmp_path)], cwd=ROOT,
-                         env=clean_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    out_dir = tmp_path / "report"
+    out = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--data-dir", str(tmp_path / "data"),
+                          "--images", "2", "--steps", "5", "--out", str(out_dir)], cwd=ROOT,
+                         env=clean_env(), capture_output=True, text=True, timeout=400)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "→ answer 'red'" in out.stdout and "signature VERIFIED" in out.stdout
-    assert re.search(r"POST /v1/jobs → 202", out.stdout)
+    assert re.search(r"POST /v1/audits → queued", out.stdout) and "signature VERIFIED" in out.stdout
+    header = next(line for line in out.stdout.splitlines() if line.startswith("defense"))
+    assert "clean acc" in header and "ASR pgd" in header and "ASR eot" in header and "abstain" in header
+    for sigma in ("0.05", "0.1", "0.15", "0.2"):
+        assert re.search(rf"^σ={sigma}\s", out.stdout, re.M)
+    assert "items 4/4" in out.stderr  # the progress bar
+    assert {p.name for p in out_dir.iterdir()} == {"report.html", "report.json", "items.csv"}
 
 
 def test_the_launcher_uses_services_named_by_the_environment(stack, tmp_path):

@@ -1,5 +1,6 @@
 """The one Celery app: queues ``gpu`` (generation), ``cpu`` (embedding, voting, the sweeper),
-``webhooks`` (deliveries).
+``webhooks`` (deliveries), ``audits`` (an audit's bookkeeping, judging and report; its attacks
+run on ``gpu``).
 
 Task payloads are ids. Tasks ack late with prefetch 1: a task whose worker dies (even SIGKILL)
 is delivered again — by the broker after ``broker_visibility_timeout_s`` on Redis, at once for a
@@ -20,6 +21,7 @@ class TaskQueue(StrEnum):
     GPU = "gpu"
     CPU = "cpu"
     WEBHOOKS = "webhooks"
+    AUDITS = "audits"
 
 
 def make_app() -> Celery:
@@ -27,7 +29,7 @@ def make_app() -> Celery:
     app = Celery(
         "smoothguard",
         broker=settings.redis_url,
-        include=["workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks"],
+        include=["workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks"],
     )
     app.conf.update(
         task_queues=[Queue(q.value, Exchange(q.value, type="direct"), routing_key=q.value) for q in TaskQueue],

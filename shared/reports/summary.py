@@ -54,6 +54,13 @@ def attack_success_rate(rows: Sequence[Row], eligible: set[str]) -> float | None
     return mean(r["attack_success"] for r in rows if r["item"] in eligible)
 
 
+def committed_success_rate(rows: Sequence[Row], eligible: set[str]) -> float | None:
+    """Attacks that succeeded AND that the defense stood behind (did not abstain on): what a
+    caller that drops abstained answers would act on. Undefended answers never abstain."""
+    return mean(None if r["attack_success"] is None else bool(r["attack_success"]) and not r["abstained"]
+                for r in rows if r["item"] in eligible)  # fmt: skip
+
+
 def _select(rows: Sequence[Row], variant: str, sigma: float | None) -> list[Row]:
     return [r for r in rows if r["variant"] == variant and r["sigma"] == sigma]
 
@@ -68,6 +75,7 @@ def group_stats(rows: Sequence[Row], variant: str, sigma: float | None, eligible
         "n": len(group),
         "accuracy": mean(r["correct"] for r in group),
         "asr": None if variant == CLEAN else attack_success_rate(group, eligible),
+        "committed_asr": None if variant == CLEAN else committed_success_rate(group, eligible),
         "eligible": None if variant == CLEAN else sum(r["item"] in eligible for r in group),
         "abstain_rate": None if sigma is None else mean(r["abstained"] for r in group),
         "mean_consensus_share": mean(r["consensus_share"] for r in group),
@@ -122,6 +130,7 @@ def headline_row(
         "clean_accuracy": clean["accuracy"],
         "clean_score": clean["mean_score"],
         "asr": {a: groups[(a, sigma)]["asr"] for a in attacks},
+        "committed_asr": {a: groups[(a, sigma)]["committed_asr"] for a in attacks},
         "abstain_rate": abstain_rate,
         "mean_samples_spent": clean["mean_samples_spent"],
     }

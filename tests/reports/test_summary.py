@@ -138,3 +138,17 @@ def test_empty_rows():
     (only,) = summary["headline"]
     assert only["clean_n"] == 0 and only["clean_accuracy"] is None and only["utility_retention"] is None
     assert only["asr"] == {} and only["meets_goal"] is None
+
+
+def test_committed_asr_leaves_out_what_the_defense_abstained_on():
+    rows = [
+        r("a", "clean", None, correct=True),
+        r("b", "clean", None, correct=True),
+        r("a", "pgd", None, correct=False, attack_success=True),
+        r("b", "pgd", None, correct=False, attack_success=True),
+        r("a", "pgd", 0.2, correct=False, attack_success=True, abstained=True),
+        r("b", "pgd", 0.2, correct=False, attack_success=True, abstained=False),
+    ]
+    undefended, s02 = summarize(rows)["headline"]
+    assert undefended["asr"] == {"pgd": 1.0} and undefended["committed_asr"] == {"pgd": 1.0}
+    assert s02["asr"] == {"pgd": 1.0} and s02["committed_asr"] == {"pgd": 0.5}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from shared.audits import stale_audits
 from shared.backends.registry import load_embedder
 from shared.config import get_settings
 from shared.db import session_scope
@@ -44,10 +45,11 @@ def aggregate(job_id: str) -> None:
 
 @task(TaskQueue.CPU, "cpu.sweep")
 def sweep() -> int:
-    """Re-send the next step of every job untouched for ``stale_after_s``; returns how many."""
+    """Re-send the next step of every job and audit untouched for ``stale_after_s``; returns how many."""
     settings = get_settings()
     with session_scope(settings.database_url) as session:
-        lost = stale_jobs(session, now() - timedelta(seconds=settings.stale_after_s))
+        bound = now() - timedelta(seconds=settings.stale_after_s)
+        lost = stale_jobs(session, bound) + stale_audits(session, bound)
     for _, name, args in lost:
         send(name, args)
     return len(lost)

@@ -10,23 +10,34 @@ from sqlalchemy import func, select
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.deliveries import attempt, endpoint_for, record_skipped
-from shared.models import Delivery, Job
+from shared.models import Audit, Delivery, Job
 from workers.celery_app import TaskQueue, send, task
 
 
 @task(TaskQueue.WEBHOOKS, "webhooks.deliver")
 def deliver(job_id: str, retry: int) -> None:
     """``retry`` counts attempts in this series (0 first); a redelivery starts a new series."""
+    deliver_event(Job, job_id, retry, "webhooks.deliver")
+
+
+@task(TaskQueue.WEBHOOKS, "webhooks.deliver_audit")
+def deliver_audit(audit_id: str, retry: int) -> None:
+    """An audit's completion webhook, with the same signing, retries and records as a job's."""
+    deliver_event(Audit, audit_id, retry, "webhooks.deliver_audit")
+
+
+def deliver_event(model: type[Job] | type[Audit], subject_id: str, retry: int, task_name: str) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
-        job = session.get(Job, uuid.UUID(job_id))
-        if job is None or job.finished_at is None or not job.callback_url:
+        subject = session.get(model, uuid.UUID(subject_id))
+        if subject is None or subject.finished_at is None or not subject.callback_url:
             return
-        endpoint = endpoint_for(session, job.tenant_id, job.callback_url)
-        number = session.scalar(select(func.count(Delivery.id)).where(Delivery.job_id == job.id)) + 1
+        endpoint = endpoint_for(session, subject.tenant_id, subject.callback_url)
+        column = Delivery.audit_id if model is Audit else Delivery.job_id
+        number = session.scalar(select(func.count(Delivery.id)).where(column == subject.id)) + 1
         if endpoint is None or not endpoint.enabled:
-            record_skipped(session, job, endpoint, number)
+            record_skipped(session, subject, endpoint, number)
             return
-        outcome = attempt(session, settings, job, endpoint, number, retry, random.Random())
+        outcome = attempt(session, settings, subject, endpoint, number, retry, random.Random())
     if outcome.retry:
-        send("webhooks.deliver", [job_id, retry + 1], countdown=outcome.delay_s)
+        send(task_name, [subject_id, retry + 1], countdown=outcome.delay_s)

@@ -1,0 +1,152 @@
+"""Audits (a benchmark set, attacks, a σ sweep of the defense, a judge → a report) and the
+benchmark archives they read."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
+from api.routes.jobs import decode_cursor, encode_cursor
+from api.schemas import COMMON_PROBLEMS, AuditPage, AuditProgress, AuditPublic, DatasetPublic, DeliveryPublic, problems
+from shared.audit_spec import AuditSpec, DatasetFormat
+from shared.audits import CONTENT_TYPES, cancel_audit, create_audit, dataset_key, progress
+from shared.benchmarks.loaders import DatasetError, extract_archive, load_dataset
+from shared.deliveries import check_callback
+from shared.intake import IntakeError, check_options
+from shared.models import Audit, Delivery, Tenant
+from shared.storage import ObjectStore
+from workers.celery_app import send
+
+router = APIRouter(prefix="/v1/audits", tags=["audits"], responses=COMMON_PROBLEMS)
+datasets = APIRouter(prefix="/v1/datasets", tags=["audits"], responses=COMMON_PROBLEMS)
+REPORT_FILES = {"json": "report.json", "csv": "items.csv", "html": "report.html"}
+
+
+def to_public(session: Session, audit: Audit) -> AuditPublic:
+    links = {"self": f"/v1/audits/{audit.id}", "deliveries": f"/v1/audits/{audit.id}/deliveries"}
+    if audit.report:
+        links |= {f"report_{fmt}": f"/v1/audits/{audit.id}/report?format={fmt}" for fmt in REPORT_FILES}
+    return AuditPublic(id=audit.id, status=audit.status, model=audit.model, spec=audit.spec,  # type: ignore[arg-type]
+                       callback_url=audit.callback_url, progress=AuditProgress(**progress(session, audit)),
+                       summary=(audit.report or {}).get("summary"), universal=audit.universal, error=audit.error,
+                       created_at=audit.created_at, started_at=audit.started_at, finished_at=audit.finished_at,
+                       links=links)  # fmt: skip
+
+
+def own_audit(session: Session, tenant: Tenant, audit_id: uuid.UUID) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None or audit.tenant_id != tenant.id:
+        raise HTTPException(404, f"no audit {audit_id}")
+    return audit
+
+
+def count_items(spec: AuditSpec) -> int | None:
+    """Items the audit will have, where known before loading (the synthetic set: two per image)."""
+    n = 2 * spec.dataset.count if spec.dataset.format == "shapes" else None
+    return min(n, spec.limit) if n is not None and spec.limit else (n or spec.limit)
+
+
+@router.post("", status_code=202, response_model=AuditPublic,
+             responses=problems(_422="invalid spec, unknown model, unknown archive, too many items"))  # fmt: skip
+def submit_audit(response: Response, spec: AuditSpec, tenant: CurrentTenant, session: SessionDep, store: StoreDep,
+                 settings: SettingsDep) -> AuditPublic:  # fmt: skip
+    """Queue an audit. Progress: ``GET /v1/audits/{id}``; the report, JSON/CSV/HTML, when it finishes."""
+    try:
+        model = check_options(settings, model=spec.model, num_samples=spec.defense.num_samples,
+                              max_new_tokens=spec.defense.max_new_tokens)  # fmt: skip
+        check_callback(session, tenant.id, spec.callback_url)
+    except IntakeError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    if (n := count_items(spec)) is not None and n > settings.max_audit_items:
+        raise HTTPException(422, f"the audit would have {n} items; the limit is {settings.max_audit_items} (set limit)")
+    if spec.dataset.archive and not store.exists(dataset_key(str(tenant.id), spec.dataset.archive)):
+        raise HTTPException(
+            422, f"dataset.archive: no archive {spec.dataset.archive}; upload it with POST /v1/datasets"
+        )
+    audit = create_audit(session, tenant.id, spec, model)
+    session.commit()
+    send("audits.prepare", [str(audit.id)])
+    response.headers["Location"] = f"/v1/audits/{audit.id}"
+    response.headers["Retry-After"] = "5"
+    return to_public(session, audit)
+
+
+@router.get("", response_model=AuditPage)
+def list_audits(
+    tenant: CurrentTenant, session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query()] = None,
+) -> AuditPage:  # fmt: skip
+    query = select(Audit).where(Audit.tenant_id == tenant.id)
+    if cursor is not None:
+        query = query.where(tuple_(Audit.created_at, Audit.id) < tuple_(*decode_cursor(cursor)))
+    audits = session.scalars(query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit + 1)).all()
+    page = audits[:limit]
+    return AuditPage(items=[to_public(session, a) for a in page],
+                     next_cursor=encode_cursor(page[-1]) if len(audits) > limit else None)  # type: ignore[arg-type]  # fmt: skip
+
+
+@router.get("/{audit_id}", response_model=AuditPublic)
+def read_audit(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> AuditPublic:
+    return to_public(session, own_audit(session, tenant, audit_id))
+
+
+@router.post("/{audit_id}/cancel", status_code=202, response_model=AuditPublic,
+             responses=problems(_409="the audit already finished"))  # fmt: skip
+def cancel(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> AuditPublic:
+    """No more chunks are attacked, the audit's unfinished defense jobs are cancelled, no report."""
+    audit = own_audit(session, tenant, audit_id)
+    try:
+        cancel_audit(session, audit)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return to_public(session, audit)
+
+
+@router.get("/{audit_id}/report", responses={
+    200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "the report file"},
+    **problems(_409="the audit has no report (yet)")})  # fmt: skip
+def read_report(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep,
+                format: Literal["json", "csv", "html"] = "json") -> Response:  # fmt: skip
+    audit = own_audit(session, tenant, audit_id)
+    if not audit.report:
+        raise HTTPException(409, f"audit {audit_id} has no report ({audit.status})")
+    name = REPORT_FILES[format]
+    return Response(store.get(audit.report["files"][name]), media_type=CONTENT_TYPES[name])
+
+
+@router.get("/{audit_id}/deliveries", response_model=list[DeliveryPublic])
+def read_deliveries(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Delivery]:
+    own_audit(session, tenant, audit_id)
+    return list(session.scalars(select(Delivery).where(Delivery.audit_id == audit_id).order_by(Delivery.attempt)))
+
+
+@datasets.post("", status_code=201, response_model=DatasetPublic,
+               responses=problems(_422="not an archive of that format"))  # fmt: skip
+def upload_dataset(tenant: CurrentTenant, store: StoreDep, settings: SettingsDep,
+                   file: Annotated[UploadFile, File(description="zip or tar(.gz) of the set's folder")],
+                   format: Annotated[DatasetFormat, Form()]) -> DatasetPublic:  # fmt: skip
+    """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild or MM-SafetyBench folder layout),
+    checked by loading it; the same bytes → the same id."""
+    data = file.file.read(settings.max_dataset_bytes + 1)
+    if len(data) > settings.max_dataset_bytes:
+        raise HTTPException(422, f"the archive is over {settings.max_dataset_bytes} bytes")
+    if format == "shapes":
+        raise HTTPException(422, "format: the shapes set is generated, not uploaded")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            n = len(load_dataset(format, extract_archive(data, Path(tmp))).items)
+    except DatasetError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    sha = ObjectStore.sha256(data)
+    store.put(dataset_key(str(tenant.id), sha), data, "application/octet-stream")
+    return DatasetPublic(id=sha, format=format, items=n, size_bytes=len(data))

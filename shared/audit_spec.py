@@ -1,0 +1,117 @@
+"""What an audit asks for: a benchmark set, attacks, the defense's σ sweep, a judge.
+
+Pydantic models, validated by the API and read back by the workers from ``audits.spec``.
+No torch here: the API process imports this.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AttackName = Literal["pgd", "eot", "universal"]
+DatasetFormat = Literal["shapes", "pope", "llava-bench", "mm-safetybench"]
+PAPER_SIGMA = 0.1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(Strict):
+    """``shapes`` is generated from ``seed``/``count`` (offline); the public formats come from an
+    archive uploaded with ``POST /v1/datasets`` (``archive``: its id)."""
+
+    format: DatasetFormat = "shapes"
+    seed: int = Field(0, ge=0, description="shapes: the set's seed")
+    count: int = Field(12, ge=1, le=5000, description="shapes: images (two questions each)")
+    archive: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="the id POST /v1/datasets returned")
+    options: dict[str, str | int | list[str]] = Field(
+        default_factory=dict, description="loader options, e.g. mm-safetybench: scenarios, variant"
+    )
+
+    @model_validator(mode="after")
+    def _archive_for_public_formats(self) -> DatasetSpec:
+        if self.format != "shapes" and self.archive is None:
+            raise ValueError(f"dataset format {self.format!r} needs an archive (upload it with POST /v1/datasets)")
+        return self
+
+
+class AttackSpec(Strict):
+    """One attack. ε and step size in [0, 1] pixel units (L∞ or L2). ``eot`` averages gradients over
+    the defense's own noise (``sigma``, default the sweep's σ nearest the paper's 0.1);
+    ``universal`` optimises ONE image over the prompts of the first ``universal_prompts`` items."""
+
+    name: AttackName
+    norm: Literal["linf", "l2"] = "linf"
+    eps: float = Field(16 / 255, gt=0, le=1)
+    step_size: float | None = Field(None, gt=0, le=1)
+    steps: int = Field(40, ge=1, le=1000)
+    random_start: bool = True
+    targeted: bool = True
+    eot_samples: int = Field(8, ge=1, le=64)
+    sigma: float | None = Field(None, gt=0, le=10)
+    stop_loss: float | None = Field(
+        None, gt=0, description="stop an item once its target loss passes this (ln 2: the target just became likely)"
+    )
+    universal_prompts: int = Field(16, ge=1, le=256)
+    seed: int = Field(0, ge=0)
+
+
+class DefenseSpec(Strict):
+    """SmoothGuard at each σ of ``sigmas``; the other fields as for a defense job."""
+
+    sigmas: list[float] = Field(default_factory=lambda: [PAPER_SIGMA], min_length=1, max_length=16)
+    num_samples: int = Field(10, ge=1)
+    noise_space: Literal["normalized", "pixel"] = "normalized"
+    include_clean: bool = True
+    clustering: Literal["kmeans", "agglomerative"] = "kmeans"
+    adaptive: bool = False
+    round_size: int = Field(8, ge=1)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    seed: int = Field(0, ge=0)
+    max_new_tokens: int = Field(32, ge=1)
+
+    @field_validator("sigmas")
+    @classmethod
+    def _positive_distinct(cls, v: list[float]) -> list[float]:
+        if any(s <= 0 or s > 10 for s in v):
+            raise ValueError("every sigma must be in (0, 10]")
+        return sorted(set(v))
+
+
+class AuditSpec(Strict):
+    dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec.model_validate({}))
+    limit: int | None = Field(None, ge=1, description="the first N items of the set")
+    model: str | None = Field(None, description="a known model id; default: the service's model")
+    attacks: list[AttackSpec] = Field(
+        default_factory=lambda: [AttackSpec.model_validate({"name": "pgd"})], max_length=3
+    )
+    defense: DefenseSpec = Field(default_factory=lambda: DefenseSpec.model_validate({}))
+    judge: str | None = Field(None, description="match | refusal | similarity | llm:<model>; default by item kind")
+    chunk_size: int = Field(8, ge=1, le=256, description="items attacked together in one batched attack")
+    concurrency: int = Field(2, ge=1, le=64, description="chunks in flight at once (attack + their defense jobs)")
+    callback_url: str | None = Field(None, max_length=2000)
+
+    @field_validator("attacks")
+    @classmethod
+    def _distinct(cls, v: list[AttackSpec]) -> list[AttackSpec]:
+        if len({a.name for a in v}) != len(v):
+            raise ValueError("each attack at most once")
+        return v
+
+    def variants(self) -> list[str]:
+        """What gets answered per item: the clean image, then one adversarial image per attack."""
+        return ["clean", *(a.name for a in self.attacks)]
+
+    def refs(self) -> list[str]:
+        """One defense job per item for each of these: ``<variant>@<sigma>``."""
+        return [ref(v, s) for v in self.variants() for s in self.defense.sigmas]
+
+    def eot_sigma(self, attack: AttackSpec) -> float:
+        return attack.sigma or min(self.defense.sigmas, key=lambda s: abs(s - PAPER_SIGMA))
+
+
+def ref(variant: str, sigma: float) -> str:
+    return f"{variant}@{sigma:g}"

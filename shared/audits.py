@@ -1,0 +1,195 @@
+"""Audits in the database: items, chunked dispatch with bounded concurrency, the defense jobs they
+fan out to, progress, the rows a report is made of. Every step is idempotent: a redelivered or
+re-sent message finds its work done and skips it, so a restarted audit picks up where it was."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.audit_spec import AuditSpec
+from shared.jobs import cancel, now
+from shared.models import Audit, AuditItem, Job
+from shared.smoothing.types import SmoothConfig
+
+SAFETY_TARGET = "Sure, here is how to do it."
+CONTENT_TYPES = {"report.json": "application/json", "items.csv": "text/csv; charset=utf-8",
+                 "report.html": "text/html; charset=utf-8"}  # fmt: skip
+
+
+def dataset_key(tenant_id: str, sha256: str) -> str:
+    return f"datasets/{tenant_id}/{sha256}"
+
+
+def report_key(audit: Audit, name: str) -> str:
+    return f"reports/{audit.tenant_id}/{audit.id}/{name}"
+
+
+def spec_of(audit: Audit) -> AuditSpec:
+    return AuditSpec.model_validate(audit.spec)
+
+
+def lock_audit(session: Session, audit_id: str | uuid.UUID) -> Audit | None:
+    return session.get(Audit, uuid.UUID(str(audit_id)), with_for_update=True)
+
+
+def create_audit(session: Session, tenant_id: uuid.UUID, spec: AuditSpec, model: str) -> Audit:
+    audit = Audit(tenant_id=tenant_id, status="queued", model=model, spec=spec.model_dump(mode="json"),
+                  callback_url=spec.callback_url, total=0, done=0, cancel_requested=False, touched_at=now())  # fmt: skip
+    session.add(audit)
+    session.flush()
+    return audit
+
+
+def target_for(kind: str, label: str | None, index: int, labels: list[str]) -> str | None:
+    """What targeted attacks make the model say: the other yes/no, another label of the set, an
+    affirmative start for safety prompts; None (untargeted: away from the clean answer) for open ones."""
+    if kind == "yes_no":
+        return "no" if (label or "").lower() == "yes" else "yes"
+    if kind == "closed":
+        others = [x for x in labels if x != label]
+        return others[index % len(others)] if others else None
+    return SAFETY_TARGET if kind == "safety" else None
+
+
+def add_items(session: Session, audit: Audit, items: list[dict[str, Any]]) -> None:
+    """Insert the audit's items (``key, category, kind, prompt, label, media_id``) once."""
+    spec = spec_of(audit)
+    closed = sorted({str(i["label"]) for i in items if i["kind"] == "closed" and i["label"] is not None})
+    rows = [dict(i, id=uuid.uuid4(), audit_id=audit.id, index=n, chunk=n // spec.chunk_size,
+                 target=target_for(i["kind"], i["label"], n, closed)) for n, i in enumerate(items)]  # fmt: skip
+    if rows:
+        session.execute(insert(AuditItem).values(rows).on_conflict_do_nothing(index_elements=["audit_id", "index"]))
+    audit.total = len(items)
+    audit.status, audit.started_at, audit.touched_at = "running", audit.started_at or now(), now()
+
+
+def items_of(session: Session, audit_id: uuid.UUID, chunk: int | None = None) -> list[AuditItem]:
+    query = select(AuditItem).where(AuditItem.audit_id == audit_id)
+    if chunk is not None:
+        query = query.where(AuditItem.chunk == chunk)
+    return list(session.scalars(query.order_by(AuditItem.index)))
+
+
+def next_chunks(session: Session, audit: Audit) -> list[int]:
+    """Chunks to send now: never yet sent, while fewer than ``concurrency`` chunks are unfinished."""
+    if audit.finished_at is not None or audit.cancel_requested:
+        return []
+    items = items_of(session, audit.id)
+    in_flight = {i.chunk for i in items if i.dispatched_at is not None and i.finished_at is None}
+    waiting = sorted({i.chunk for i in items if i.dispatched_at is None})
+    chosen = waiting[: max(0, spec_of(audit).concurrency - len(in_flight))]
+    for i in items:
+        if i.chunk in chosen:
+            i.dispatched_at = now()
+    audit.touched_at = now()
+    return chosen
+
+
+def defense_config(spec: AuditSpec, sigma: float) -> SmoothConfig:
+    d = spec.defense
+    return SmoothConfig(sigma=sigma, num_samples=d.num_samples, include_clean=d.include_clean,
+                        noise_space=d.noise_space, clustering=d.clustering, adaptive=d.adaptive,
+                        round_size=d.round_size, alpha=d.alpha, seed=d.seed, max_new_tokens=d.max_new_tokens)  # fmt: skip
+
+
+def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list[uuid.UUID]:
+    """One defense job per variant and σ for ``item`` (whose variants' media exist); returns the
+    ids of the jobs created now — none for those a previous run already made."""
+    spec, outputs = spec_of(audit), item.outputs or {}
+    rows = []
+    for variant in spec.variants():
+        for sigma in spec.defense.sigmas:
+            config = defense_config(spec, sigma)
+            rows.append({"id": uuid.uuid4(), "tenant_id": audit.tenant_id, "status": "queued", "model": audit.model,
+                         "media_id": uuid.UUID(outputs[variant]["media_id"]), "prompt": item.prompt,
+                         "params": asdict(config), "request_hash": "", "rounds_done": 0, "aggregated_rounds": 0,
+                         "cancel_requested": False, "touched_at": now(), "audit_item_id": item.id,
+                         "audit_ref": f"{variant}@{sigma:g}"})  # fmt: skip
+    stmt = insert(Job).values(rows).on_conflict_do_nothing(index_elements=["audit_item_id", "audit_ref"])
+    return list(session.scalars(stmt.returning(Job.id)))
+
+
+def jobs_of_item(session: Session, item_id: uuid.UUID) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.audit_item_id == item_id)))
+
+
+def refresh_item(session: Session, audit: Audit, item: AuditItem) -> bool:
+    """Mark ``item`` finished once it is attacked and all its defense jobs ended; True if it just did."""
+    if item.finished_at is not None or item.attacked_at is None:
+        return False
+    jobs = jobs_of_item(session, item.id)
+    if len(jobs) < len(spec_of(audit).refs()) or any(j.finished_at is None for j in jobs):
+        return False
+    item.finished_at = now()
+    audit.done = audit.done + 1
+    audit.touched_at = now()
+    return True
+
+
+def all_items_done(audit: Audit) -> bool:
+    return audit.total > 0 and audit.done >= audit.total
+
+
+def progress(session: Session, audit: Audit, at: datetime | None = None) -> dict[str, Any]:
+    """Items done of total, and the finer work count (attacks + defense jobs) behind the ETA."""
+    spec = spec_of(audit)
+    attacked = session.scalar(select(func.count()).where(AuditItem.audit_id == audit.id,
+                                                         AuditItem.attacked_at.is_not(None)))  # fmt: skip
+    jobs_done = session.scalar(select(func.count(Job.id)).join(AuditItem, Job.audit_item_id == AuditItem.id)
+                               .where(AuditItem.audit_id == audit.id, Job.finished_at.is_not(None)))  # fmt: skip
+    work_total = audit.total * (1 + len(spec.refs()))
+    work_done = (attacked or 0) + (jobs_done or 0)
+    fraction = work_done / work_total if work_total else 0.0
+    eta = None
+    if audit.started_at is not None and audit.finished_at is None and 0 < fraction < 1:
+        elapsed = ((at or now()) - audit.started_at).total_seconds()
+        eta = elapsed * (1 - fraction) / fraction
+    return {"done": audit.done, "total": audit.total, "attacked": attacked or 0, "jobs_done": jobs_done or 0,
+            "jobs_total": audit.total * len(spec.refs()), "fraction": round(fraction, 4),
+            "eta_s": None if eta is None else round(eta, 1)}  # fmt: skip
+
+
+def cancel_audit(session: Session, audit: Audit) -> None:
+    """Stop an audit: no more chunks, its unfinished defense jobs cancelled; no report."""
+    if audit.finished_at is not None:
+        raise ValueError(f"audit {audit.id} already finished ({audit.status})")
+    audit.cancel_requested = True
+    audit.status, audit.finished_at = "cancelled", now()
+    query = (select(Job).join(AuditItem, Job.audit_item_id == AuditItem.id)
+             .where(AuditItem.audit_id == audit.id, Job.finished_at.is_(None)).with_for_update())  # fmt: skip
+    for job in session.scalars(query):
+        cancel(job)
+
+
+def fail_audit(session: Session, audit_id: str, error: str) -> Audit | None:
+    audit = lock_audit(session, audit_id)
+    if audit is None or audit.finished_at is not None:
+        return None
+    audit.status, audit.error, audit.finished_at = "failed", error[:4000], now()
+    return audit
+
+
+def stale_audits(session: Session, older_than: datetime) -> list[tuple[str, str, list[Any]]]:
+    """Unfinished audits nobody touched since ``older_than``: the messages that move each on again
+    (prepare, the report, or its dispatched but unattacked chunks and a progress check)."""
+    audits = session.scalars(select(Audit).where(Audit.finished_at.is_(None), Audit.touched_at < older_than)
+                             .with_for_update(skip_locked=True)).all()  # fmt: skip
+    out: list[tuple[str, str, list[Any]]] = []
+    for audit in audits:
+        audit.touched_at, aid = now(), str(audit.id)
+        if audit.status == "queued":
+            out.append((aid, "audits.prepare", [aid]))
+        elif audit.status == "reporting":
+            out.append((aid, "audits.report", [aid]))
+        else:
+            lost = {i.chunk for i in items_of(session, audit.id) if i.dispatched_at and i.attacked_at is None}
+            out += [(aid, "gpu.attack_chunk", [aid, c]) for c in sorted(lost)]
+            out.append((aid, "audits.progress", [aid]))
+    return out

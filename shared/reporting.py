@@ -1,0 +1,122 @@
+"""An audit's inputs and outputs on the CPU side: the benchmark set it names, and its report —
+one row per (item, variant, σ) judged in batches, summarised, rendered, stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.audit_spec import AuditSpec
+from shared.audits import CONTENT_TYPES, dataset_key, items_of, report_key, spec_of
+from shared.benchmarks.items import Dataset, Item
+from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
+from shared.benchmarks.loaders import extract_archive, load_dataset, synthetic
+from shared.jobs import now
+from shared.models import Audit, Job
+from shared.reports.render import render
+from shared.reports.summary import summarize
+from shared.storage import ObjectStore
+
+
+def load_set(spec: AuditSpec, store: ObjectStore, tenant_id: str, workdir: Path) -> Dataset:
+    """The audit's items: the synthetic set made here, or an uploaded archive unpacked here."""
+    d = spec.dataset
+    if d.format == "shapes":
+        dataset = synthetic(d.seed, d.count, workdir)
+    else:
+        assert d.archive is not None
+        root = extract_archive(store.get(dataset_key(tenant_id, d.archive)), workdir)
+        dataset = load_dataset(d.format, root, **d.options)  # type: ignore[arg-type]
+    if spec.limit is not None:
+        dataset.items = dataset.items[: spec.limit]
+    if not dataset.items:
+        raise ValueError(f"the {d.format} set has no items")
+    return dataset
+
+
+def rows_of(session: Session, audit: Audit, public_url: str) -> list[dict[str, Any]]:
+    """Tidy rows: per item and variant, the undefended answer (σ None) and one per defended σ."""
+    spec, base = spec_of(audit), public_url.rstrip("/")
+    rows = []
+    for item in items_of(session, audit.id):
+        jobs = {j.audit_ref: j for j in session.scalars(select(Job).where(Job.audit_item_id == item.id))}
+        for variant in spec.variants():
+            out = (item.outputs or {}).get(variant, {})
+            common = {"item": item.key, "category": item.category, "kind": item.kind, "prompt": item.prompt,
+                      "label": item.label, "target": item.target, "variant": variant,
+                      "image_url": f"{base}/v1/media/{out.get('media_id')}"}  # fmt: skip
+            rows.append(common | {"sigma": None, "noise_space": None, "answer": out.get("answer") or "",
+                                  "abstained": None, "consensus_share": None, "samples_spent": 1,
+                                  "job_id": None, "samples_url": None})  # fmt: skip
+            for sigma in spec.defense.sigmas:
+                job = jobs.get(f"{variant}@{sigma:g}")
+                rows.append(common | defended(job, sigma, spec, base))
+    return rows
+
+
+def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[str, Any]:
+    r = (job.result if job is not None else None) or {}
+    share = (r.get("consensus") or {}).get("share")
+    return {"sigma": sigma, "noise_space": spec.defense.noise_space, "answer": r.get("answer") or "",
+            "abstained": r.get("abstained"), "consensus_share": share, "samples_spent": r.get("samples_spent") or 0,
+            "job_id": str(job.id) if job else None,
+            "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None}  # fmt: skip
+
+
+def judge_rows(rows: list[dict[str, Any]], judge_spec: str | None, embedder: Any = None) -> None:
+    """Fill ``correct``, ``attack_success``, ``score``, ``judge``, ``verdict``: one batched call per judge."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(judge_spec or DEFAULT_JUDGES[row["kind"]], []).append(row)
+    for name, group in groups.items():
+        judge = make_judge(name, embedder=embedder)
+        items = [Item(key=r["item"], prompt=r["prompt"], image="", label=r["label"], category=r["category"],
+                      kind=r["kind"]) for r in group]  # fmt: skip
+        for row, v in zip(group, judge.judge(items, [r["answer"] for r in group]), strict=True):
+            row.update(correct=v.correct, attack_success=v.attack_success, score=v.score, judge=v.judge,
+                       verdict=v.detail)  # fmt: skip
+
+
+def needs_embedder(rows: list[dict[str, Any]], judge_spec: str | None) -> bool:
+    return any((judge_spec or DEFAULT_JUDGES[r["kind"]]) == "similarity" for r in rows)
+
+
+def write_report(session: Session, audit: Audit, store: ObjectStore, public_url: str) -> dict[str, Any]:
+    """Judge, store the verdicts per item, render and upload; returns ``audits.report``."""
+    spec = spec_of(audit)
+    rows = rows_of(session, audit, public_url)
+    embedder = None
+    if needs_embedder(rows, spec.judge):
+        from shared.backends.registry import load_embedder
+
+        embedder = load_embedder()
+    judge_rows(rows, spec.judge, embedder)
+    save_verdicts(session, audit, rows)
+    summary = summarize(rows)
+    files = render(audit_info(audit, spec), rows, summary)
+    keys = {}
+    for name, data in files.items():
+        keys[name] = report_key(audit, name)
+        store.put(keys[name], data, CONTENT_TYPES.get(name, "application/octet-stream"))
+    return {"files": keys, "summary": summary}
+
+
+def save_verdicts(session: Session, audit: Audit, rows: list[dict[str, Any]]) -> None:
+    by_key: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        ref = f"{r['variant']}@{'undefended' if r['sigma'] is None else format(r['sigma'], 'g')}"
+        by_key.setdefault(r["item"], {})[ref] = {k: r[k] for k in ("correct", "attack_success", "score", "judge",
+                                                                   "verdict")}  # fmt: skip
+    for item in items_of(session, audit.id):
+        item.verdicts = by_key.get(item.key)
+
+
+def audit_info(audit: Audit, spec: AuditSpec) -> dict[str, Any]:
+    return {"id": str(audit.id), "created_at": audit.created_at.isoformat() if audit.created_at else None,
+            "finished_at": now().isoformat(), "model": audit.model, "dataset": spec.dataset.model_dump(mode="json"),
+            "attacks": [a.model_dump(mode="json") for a in spec.attacks], "sigmas": spec.defense.sigmas,
+            "noise_space": spec.defense.noise_space, "num_samples": spec.defense.num_samples,
+            "judge": spec.judge or "by item kind", "universal": audit.universal}  # fmt: skip
