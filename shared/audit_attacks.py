@@ -49,11 +49,16 @@ def png_roundtrip(image: Image.Image) -> tuple[Image.Image, bytes]:
 
 def universal_image(generator: Any, spec: AuditSpec, base: Image.Image, prompts: list[str],
                     targets: list[str]) -> tuple[Image.Image, dict[str, Any]]:  # fmt: skip
-    """ONE image optimised over many prompts (targeted where targets are given)."""
+    """ONE image optimised over many prompts: towards their targets (targeted, where every prompt
+    has one), else away from the answers the model gives on the base image."""
     from shared.attacks import attack_images
 
     attack = next(a for a in spec.attacks if a.name == "universal")
-    result = attack_images(generator, [base], prompts, targets, attack_config(spec, attack, targeted=attack.targeted))
+    targeted = attack.targeted and all(targets)
+    if not targeted:
+        clean = generator.answer_batch([base] * len(prompts), prompts, max_new_tokens=spec.defense.max_new_tokens)
+        targets = [g.text for g in clean]
+    result = attack_images(generator, [base], prompts, targets, attack_config(spec, attack, targeted=targeted))
     return result.images[0], _stats(result, 0)
 
 

@@ -112,7 +112,7 @@ def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(clie
     spawn_worker(("cpu", "audits"))
     gpu = spawn_worker(("gpu",))
     spec = small_spec(dataset={"format": "shapes", "seed": 8, "count": 2}, chunk_size=2, concurrency=1,
-                      attacks=[{"name": "pgd", "steps": 60}])  # fmt: skip  # a chunk's attack takes seconds
+                      attacks=[{"name": "pgd", "steps": 300}])  # fmt: skip  # a chunk's attack takes seconds
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
     wait_audit(client, key, audit_id, until=lambda a: a["progress"]["attacked"] >= 2)
     wait_until_dispatched(settings.database_url, audit_id, index=2)  # concurrency 1: once chunk 0 finished
@@ -121,6 +121,7 @@ def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(clie
     os.kill(gpu.pid, signal.SIGKILL)
     gpu.wait()
     assert sorted(before) == [0, 1], before  # exactly the first chunk was done when the worker died
+    time.sleep(4.5)  # the broker's visibility timeout (4 s in the tests): a starting worker restores the message
     spawn_worker(("gpu",))
     audit = wait_audit(client, key, audit_id, timeout=400)
     assert audit["status"] == "succeeded", audit
@@ -195,11 +196,15 @@ def test_an_uploaded_pope_archive_is_audited(client, keys, spawn_worker, pope_ar
     )
     assert r.status_code == 201 and r.json()["items"] == 2, r.text
     spawn_worker(QUEUES)
-    spec = {"dataset": {"format": "pope", "archive": r.json()["id"]}, "attacks": [],
+    spec = {"dataset": {"format": "pope", "archive": r.json()["id"]},
+            "attacks": [{"name": "universal", "steps": 3, "universal_prompts": 2}],
             "defense": {"sigmas": [0.1], "num_samples": 2, "max_new_tokens": 4}}  # fmt: skip
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
     audit = wait_audit(client, key, audit_id)
     assert audit["status"] == "succeeded", audit
+    assert audit["universal"]["prompts"] == 2 and audit["universal"]["linf"] <= 16 / 255 + 1e-6
     report = client.get(f"/v1/audits/{audit_id}/report?format=json", headers=auth(key)).json()
-    assert {r["category"] for r in report["items"]} == {"random"} and len(report["items"]) == 2 * 2
+    assert {r["category"] for r in report["items"]} == {"random"} and len(report["items"]) == 2 * 2 * 2
     assert all(r["correct"] is not None for r in report["items"])  # yes/no answers judged against the labels
+    universal = {r["image_url"] for r in report["items"] if r["variant"] == "universal"}
+    assert len(universal) == 1  # ONE adversarial image, reused for every prompt
