@@ -17,6 +17,7 @@ from shared.db import session_scope
 from shared.models import AuditItem, Job
 from shared.receiver import Receiver
 from tests.helpers import auth
+from tests.test_ops import metric
 
 QUEUES = ("gpu", "cpu", "audits", "webhooks")
 
@@ -103,6 +104,7 @@ def test_audit_runs_end_to_end_with_report_and_webhook(client, keys, spawn_worke
     deliveries = client.get(f"/v1/audits/{audit_id}/deliveries", headers=auth(key)).json()
     assert [d["status_code"] for d in deliveries] == [200]
     assert client.get(f"/v1/audits/{audit_id}", headers=auth(keys["beta"])).status_code == 404
+    assert metric(client.get("/metrics").text, "smoothguard_audits", status="succeeded") == 1
 
 
 def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(client, keys, spawn_worker, settings):

@@ -62,7 +62,7 @@ def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
 
 
 class ServiceCollector(Collector):
-    """Read at scrape time from the shared state (every worker writes there): jobs by status,
+    """Read at scrape time from the shared state (every worker writes there): jobs and audits by status,
     queue depths, stage latencies of finished jobs, samples generated."""
 
     def __init__(self, settings: Settings):
@@ -70,11 +70,14 @@ class ServiceCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | SummaryMetricFamily]:
         jobs = GaugeMetricFamily("smoothguard_jobs", "Jobs by status", labels=["status"])
+        audits = GaugeMetricFamily("smoothguard_audits", "Audits by status", labels=["status"])
         samples = CounterMetricFamily("smoothguard_samples_generated", "Candidates generated (sample rows)")
         stages = SummaryMetricFamily("smoothguard_stage_seconds", "Time spent per stage by jobs", labels=["stage"])
         with get_engine(self.settings.database_url).connect() as con:
             for status, count in con.execute(text("select status, count(*) from jobs group by status")):
                 jobs.add_metric([status], count)
+            for status, count in con.execute(text("select status, count(*) from audits group by status")):
+                audits.add_metric([status], count)
             samples.add_metric([], con.execute(text("select count(*) from samples")).scalar_one())
             for stage, (start, end) in STAGES.items():
                 count, total = con.execute(text(
@@ -85,7 +88,7 @@ class ServiceCollector(Collector):
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
         for queue in TaskQueue:
             depth.add_metric([queue.value], client.llen(queue.value))
-        yield from (jobs, samples, stages, depth)
+        yield from (jobs, audits, samples, stages, depth)
 
 
 def metrics_registry(settings: Settings) -> tuple[CollectorRegistry, Histogram]:
