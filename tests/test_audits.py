@@ -210,3 +210,12 @@ def test_an_uploaded_pope_archive_is_audited(client, keys, spawn_worker, pope_ar
     assert all(r["correct"] is not None for r in report["items"])  # yes/no answers judged against the labels
     universal = {r["image_url"] for r in report["items"] if r["variant"] == "universal"}
     assert len(universal) == 1  # ONE adversarial image, reused for every prompt
+
+
+def test_a_failing_audit_step_ends_the_audit_failed_with_the_reason(client, keys, spawn_worker):
+    key = keys["alpha"]
+    spawn_worker(("cpu", "audits"), SMOOTHGUARD_MAX_IMAGE_PIXELS="100")  # the set's 64×64 images are over it
+    audit_id = client.post("/v1/audits", headers=auth(key), json=small_spec()).json()["id"]
+    audit = wait_audit(client, key, audit_id, timeout=120)
+    assert audit["status"] == "failed" and "4096 pixels; the limit is 100" in audit["error"], audit
+    assert audit["progress"]["total"] == 0  # nothing half-made: the prepare step rolled back

@@ -3,8 +3,11 @@ a finished defense job of an audit moves its audit on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from shared.audits import fail_audit
 from shared.config import get_settings
@@ -28,27 +31,25 @@ def notify_audit(audit: Audit) -> None:
         send("webhooks.deliver_audit", [str(audit.id), 0])
 
 
-@contextmanager
-def failed(job_id: str) -> Iterator[None]:
+def failed(job_id: str) -> AbstractContextManager[None]:
     """An exception inside ends the job ``failed`` with the reason, then propagates (logged)."""
-    try:
-        yield
-    except Exception as exc:
-        with session_scope(get_settings().database_url) as session:
-            job = fail(session, job_id, f"{type(exc).__name__}: {exc}")
-        if job is not None:
-            notify(job)
-        raise
+    return _ends_failed(job_id, fail, notify)
+
+
+def failed_audit(audit_id: str) -> AbstractContextManager[None]:
+    """The same for an audit step: the audit ends ``failed`` with the reason."""
+    return _ends_failed(audit_id, fail_audit, notify_audit)
 
 
 @contextmanager
-def failed_audit(audit_id: str) -> Iterator[None]:
-    """The same for an audit step: the audit ends ``failed`` with the reason."""
+def _ends_failed(
+    subject_id: str, end: Callable[[Session, str, str], Any], tell: Callable[[Any], None]
+) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
         with session_scope(get_settings().database_url) as session:
-            audit = fail_audit(session, audit_id, f"{type(exc).__name__}: {exc}")
-        if audit is not None:
-            notify_audit(audit)
+            row = end(session, subject_id, f"{type(exc).__name__}: {exc}")
+        if row is not None:
+            tell(row)
         raise
