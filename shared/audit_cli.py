@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,25 @@ def spec_from_args(args: argparse.Namespace, archive: str | None) -> dict[str, A
                         "num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens}}  # fmt: skip
 
 
+def archive_bytes(path: Path) -> bytes:
+    """The archive's bytes, or a folder zipped (its files under the folder's name)."""
+    if not path.is_dir():
+        return path.read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            zf.write(f, Path(path.name) / f.relative_to(path))
+    return buf.getvalue()
+
+
 def run(args: argparse.Namespace) -> int:
     s = get_settings()
     api = client(args.url or s.public_url, args.key or s.api_key)
     if args.action == "submit":
         archive = None
         if args.archive:
-            files = {"file": (Path(args.archive).name, Path(args.archive).read_bytes())}
+            files = {"file": (Path(args.archive).name + (".zip" if Path(args.archive).is_dir() else ""),
+                              archive_bytes(Path(args.archive)))}  # fmt: skip
             archive = check(api.post("/v1/datasets", files=files, data={"format": args.dataset})).json()["id"]
         audit = submit(api, spec_from_args(args, archive))
         print(audit["id"], flush=True)

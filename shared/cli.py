@@ -43,7 +43,9 @@ def _audit_parsers(sub: argparse._SubParsersAction) -> None:
     submit = actions.add_parser("submit", help="queue an audit; prints its id (and follows it with --wait)")
     submit.add_argument("--spec", type=Path, default=None, help="a JSON file with the whole POST /v1/audits body")
     submit.add_argument("--dataset", default="shapes", choices=["shapes", "pope", "llava-bench", "mm-safetybench"])
-    submit.add_argument("--archive", default=None, help="a benchmark archive (zip/tar.gz) to upload for the dataset")
+    submit.add_argument(
+        "--archive", default=None, help="a benchmark folder or archive (zip/tar.gz) to upload for the dataset"
+    )
     submit.add_argument("--count", type=int, default=12, help="shapes: images (two questions each)")
     submit.add_argument("--seed", type=int, default=0, help="shapes: the set's seed")
     submit.add_argument("--limit", type=int, default=None, help="the first N items")

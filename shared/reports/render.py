@@ -96,6 +96,7 @@ def report_html(audit: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], sum
         f'<div class="charts">{"".join(_charts(summary))}</div>',
         "<h2>Per category</h2>",
         _category_table(summary),
+        *(["<h2>POPE scores (yes/no items)</h2>", _pope_table(summary)] if summary.get("pope") else []),
         "<h2>Items</h2>",
         _items_table(rows),
     ]
@@ -200,6 +201,14 @@ def _headline_table(summary: Mapping[str, Any]) -> str:
         ]
         for r in summary["headline"]
     ]
+    return _table(head, body)
+
+
+def _pope_table(summary: Mapping[str, Any]) -> str:
+    head = ["variant", "σ", "n", "accuracy", "precision", "recall", "F1", "yes-ratio"]
+    body = [[escape(p["variant"]), escape(_sigma(p["sigma"])), _n(str(p["n"])),
+             *[_n(_pct(p[k])) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")]]
+            for p in summary["pope"]]  # fmt: skip
     return _table(head, body)
 
 

@@ -193,6 +193,22 @@ def by_category(rows: Sequence[Row], levels: Sequence[float | None], eligible: s
     return table
 
 
+def pope_table(rows: Sequence[Row], variants: Sequence[str], levels: Sequence[float | None]) -> list[dict[str, Any]]:
+    """POPE's scores (accuracy, precision, recall, F1, yes-ratio; answers parsed by POPE's rule)
+    per variant and σ, over the yes/no items; empty when the set has none."""
+    from shared.benchmarks.judges import pope_yes_no
+    from shared.benchmarks.metrics import pope_metrics
+
+    table = []
+    for variant in variants:
+        for sigma in levels:
+            group = [r for r in _select(rows, variant, sigma) if r["kind"] == "yes_no" and r["label"] is not None]
+            if group:
+                scores = pope_metrics([pope_yes_no(r["answer"]) for r in group], [r["label"] for r in group])
+                table.append({"variant": variant, "sigma": sigma, **scores})
+    return table
+
+
 def summarize(rows: Sequence[Row]) -> dict[str, Any]:
     """Summary of an audit's tidy rows (see the module docstring); JSON-serialisable."""
     sigmas = sigmas_of(rows)
@@ -211,4 +227,5 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         "headline": headline(rows, groups, sigmas, attacks),
         "consensus": consensus(rows, sigmas),
         "categories": by_category(rows, levels, eligible),
+        "pope": pope_table(rows, variants, levels),
     }

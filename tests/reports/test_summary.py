@@ -152,3 +152,20 @@ def test_committed_asr_leaves_out_what_the_defense_abstained_on():
     undefended, s02 = summarize(rows)["headline"]
     assert undefended["asr"] == {"pgd": 1.0} and undefended["committed_asr"] == {"pgd": 1.0}
     assert s02["asr"] == {"pgd": 1.0} and s02["committed_asr"] == {"pgd": 0.5}
+
+
+def test_pope_scores_per_variant_and_sigma_on_yes_no_items():
+    rows = [
+        r("a", "clean", None, answer="Yes, there is."),  # label yes → TP
+        r("b", "clean", None, answer="No."),  # label no → TN
+        r("c", "clean", None, answer="There is not."),  # label yes → FN
+        r("s", "clean", None, answer="Sure."),  # safety: not a POPE item
+        r("a", "pgd", None, answer="No"),  # FN
+        r("b", "pgd", None, answer="yes"),  # FP
+    ]
+    pope = {(p["variant"], p["sigma"]): p for p in summarize(rows)["pope"]}
+    clean = pope[("clean", None)]
+    assert clean["n"] == 3 and clean["accuracy"] == pytest.approx(2 / 3)
+    assert clean["precision"] == 1.0 and clean["recall"] == 0.5 and clean["yes_ratio"] == pytest.approx(1 / 3)
+    pgd = pope[("pgd", None)]
+    assert pgd["n"] == 2 and pgd["accuracy"] == 0.0 and pgd["f1"] == 0.0 and pgd["yes_ratio"] == 0.5
