@@ -101,9 +101,9 @@ def build_sequences(processor, pairs) -> tuple[torch.Tensor, torch.Tensor, torch
     return out_ids, mask, out_lab
 
 
-def add_noise(pixels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def add_noise(pixels: torch.Tensor, gen: torch.Generator, noise_max: float = NOISE_MAX) -> torch.Tensor:
     b = pixels.shape[0]
-    sigma = torch.rand(b, 1, 1, 1, generator=gen) * NOISE_MAX
+    sigma = torch.rand(b, 1, 1, 1, generator=gen) * noise_max
     sigma[torch.rand(b, generator=gen) < 0.5] = 0.0
     return pixels + sigma * torch.randn(pixels.shape, generator=gen)
 
@@ -124,13 +124,14 @@ class VisionProbe(nn.Module):
         return self.shape(patches), self.colour(patches)
 
 
-def pretrain_vision(model, pixels, shape_t, colour_t, steps: int, gen: torch.Generator) -> VisionProbe:
+def pretrain_vision(model, pixels, shape_t, colour_t, steps: int, gen: torch.Generator,
+                    noise_max: float = NOISE_MAX) -> VisionProbe:  # fmt: skip
     probe = VisionProbe(model.model.vision_tower, model.config.vision_config.hidden_size)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
     for step in range(steps):
         idx = torch.randint(0, len(pixels), (128,), generator=gen)
-        shape_logits, colour_logits = probe(add_noise(pixels[idx], gen))
+        shape_logits, colour_logits = probe(add_noise(pixels[idx], gen, noise_max))
         loss = nn.functional.cross_entropy(shape_logits.flatten(0, 1), shape_t[idx].flatten())
         loss = loss + nn.functional.cross_entropy(
             colour_logits.flatten(0, 1), colour_t[idx].flatten(), ignore_index=-100
@@ -229,6 +230,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--skew-steps", type=int, default=1500)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--noise-max", type=float, default=NOISE_MAX, help="max σ of the noise augmentation (0: none)")
     ap.add_argument("--vision-cache", type=Path, default=None, help="reuse a pre-trained vision tower")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -250,7 +252,7 @@ def main() -> None:
     else:
         patch = model.config.vision_config.patch_size
         targets = patch_targets([s for s, _ in train], patch)
-        probe = pretrain_vision(model, train_px, *targets, args.vision_steps, gen)
+        probe = pretrain_vision(model, train_px, *targets, args.vision_steps, gen, args.noise_max)
         accs = probe_accuracy(probe, val_px, *patch_targets([s for s, _ in val], patch))
         print("vision probe val (patch shape, patch colour):", accs, flush=True)
         if args.vision_cache:
@@ -273,7 +275,7 @@ def main() -> None:
         out = model(
             input_ids=pools.ids[idx],
             attention_mask=pools.mask[idx],
-            pixel_values=add_noise(train_px[pools.image[idx]], gen),
+            pixel_values=add_noise(train_px[pools.image[idx]], gen, args.noise_max),
             labels=pools.labels[idx],
         )
         opt.zero_grad()
@@ -300,7 +302,7 @@ def main() -> None:
         "scenes": args.scenes,
         "steps": step,
         "val_first_token_accuracy": acc,
-        "noise_augmentation_max_sigma": NOISE_MAX,
+        "noise_augmentation_max_sigma": args.noise_max,
         "minutes": round((time.time() - t0) / 60, 1),
         "vision_steps": args.vision_steps,
         "skew_steps": args.skew_steps,
