@@ -24,14 +24,27 @@ POSTGRES_USER_WHEN_ROOT = "nobody"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until something listens on ``port``; early if ``process`` (the server) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server for 127.0.0.1:{port} exited with {process.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -109,7 +122,7 @@ class EmbeddedRedis:
                 "--appendonly", "yes", "--save", ""]  # fmt: skip
         log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -148,16 +161,24 @@ class EmbeddedS3:
                     "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}  # fmt: skip
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
-        ports = [f"-{flag}={free_port()}" for flag in self.PORT_FLAGS]
+        ports = [f"-{flag}={p}" for flag, p in zip(self.PORT_FLAGS, free_ports(len(self.PORT_FLAGS)), strict=True)]
         return [_weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", f"-s3.port={self.port}", f"-s3.config={config}", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", *ports]  # fmt: skip
 
-    def start(self, timeout: float = 30.0) -> EmbeddedS3:
+    def start(self, timeout: float = 30.0, tries: int = 3) -> EmbeddedS3:
+        """Start ``weed mini``; if it dies on start (a chosen port was taken meanwhile by another
+        process), try again with new ports."""
         (self.root / "data").mkdir(parents=True, exist_ok=True)
-        log = (self.root / "server.log").open("ab")
-        self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, timeout)
+        for attempt in range(tries):
+            log = (self.root / "server.log").open("ab")
+            self.process = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
+            try:
+                wait_for_port(self.port, timeout, self.process)
+                return self
+            except RuntimeError:
+                if attempt == tries - 1:
+                    raise
         return self
 
     def stop(self, timeout: float = 40.0) -> None:

@@ -66,3 +66,54 @@ def test_s3_server_enforces_credentials(tmp_path):
     finally:
         server.stop()
     assert server.process is not None and server.process.poll() is not None
+
+
+def test_free_ports_are_distinct():
+    from shared.stack import free_ports
+
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
+
+
+def test_a_server_that_dies_on_start_is_reported_at_once(tmp_path):
+    import subprocess
+
+    from shared.stack import free_port
+
+    dead = subprocess.Popen(["false"])
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited"):
+        wait_for_port(free_port(), timeout=20, process=dead)
+    assert time.monotonic() - started < 5
+
+
+def test_s3_server_retries_with_new_ports_when_one_was_taken(tmp_path, monkeypatch):
+    """Another process grabs a port between choosing and binding: weed mini dies, the launcher
+    starts it again on fresh ports instead of failing the stack."""
+    import socket
+
+    import shared.stack as stack_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real, calls = stack_module.free_ports, []
+
+    def first_collides(count):
+        ports = real(count)
+        if count != len(EmbeddedS3.PORT_FLAGS):
+            return ports
+        calls.append(count)
+        if len(calls) == 1:
+            ports[EmbeddedS3.PORT_FLAGS.index("volume.port")] = taken.getsockname()[1]
+        return ports
+
+    monkeypatch.setattr(stack_module, "free_ports", first_collides)
+    server = EmbeddedS3(tmp_path, "test-key", "test-secret-123").start()
+    try:
+        assert len(calls) == 2  # a second start, on new ports
+        assert "volume.port" in (tmp_path / "s3" / "server.log").read_text()  # the first start named the taken port
+        wait_for_port(server.port)
+    finally:
+        server.stop()
+        taken.close()
