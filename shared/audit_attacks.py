@@ -25,9 +25,13 @@ class ChunkItem:
 
 @dataclass
 class Variant:
+    """One image an item is answered on; ``png`` holds a new adversarial image's bytes (the clean
+    and the universal image are stored already)."""
+
     image: Image.Image
     answer: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    png: bytes | None = None
 
 
 def attack_config(spec: AuditSpec, attack: AttackSpec, *, targeted: bool) -> Any:
@@ -67,7 +71,7 @@ def _stats(result: Any, i: int) -> dict[str, Any]:
             "steps": int(result.steps), "attack_ms": float(result.ms)}  # fmt: skip
 
 
-def attack_chunk(generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_answers: list[str],
+def attack_items(generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_answers: list[str],
                  universal: Image.Image | None) -> list[dict[str, Variant]]:  # fmt: skip
     """Per item: ``{"clean": Variant, "<attack>": Variant, …}`` with PNG-exact images; only the
     clean variant is answered yet."""
@@ -90,8 +94,9 @@ def attack_chunk(generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_
             result = attack_images(generator, [items[i].image for i in idx], [items[i].prompt for i in idx],
                                    [g or "" for g in goals], attack_config(spec, attack, targeted=targeted))  # fmt: skip
             for k, i in enumerate(idx):
-                out[i][attack.name] = Variant(png_roundtrip(result.images[k])[0], stats=_stats(result, k) | {
-                    "targeted": targeted, "goal": goals[k]})  # fmt: skip
+                image, png = png_roundtrip(result.images[k])
+                out[i][attack.name] = Variant(image, stats=_stats(result, k) | {"targeted": targeted, "goal": goals[k]},
+                                              png=png)  # fmt: skip
     return out
 
 

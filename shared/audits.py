@@ -9,11 +9,11 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.audit_spec import AuditSpec
+from shared.audit_spec import AuditSpec, ref
 from shared.jobs import cancel, now
 from shared.models import Audit, AuditItem, Job
 from shared.smoothing.types import SmoothConfig
@@ -81,15 +81,23 @@ def next_chunks(session: Session, audit: Audit) -> list[int]:
     """Chunks to send now: never yet sent, while fewer than ``concurrency`` chunks are unfinished."""
     if audit.finished_at is not None or audit.cancel_requested:
         return []
-    items = items_of(session, audit.id)
-    in_flight = {i.chunk for i in items if i.dispatched_at is not None and i.finished_at is None}
-    waiting = sorted({i.chunk for i in items if i.dispatched_at is None})
-    chosen = waiting[: max(0, spec_of(audit).concurrency - len(in_flight))]
-    for i in items:
-        if i.chunk in chosen:
-            i.dispatched_at = now()
+    mine = AuditItem.audit_id == audit.id
+    in_flight = session.scalar(select(func.count(distinct(AuditItem.chunk)))
+                               .where(mine, AuditItem.dispatched_at.is_not(None), AuditItem.finished_at.is_(None)))  # fmt: skip
+    room = max(0, spec_of(audit).concurrency - (in_flight or 0))
+    waiting = select(AuditItem.chunk).where(mine, AuditItem.dispatched_at.is_(None)).distinct()
+    chosen = list(session.scalars(waiting.order_by(AuditItem.chunk).limit(room))) if room else []
+    if chosen:
+        session.execute(update(AuditItem).where(mine, AuditItem.chunk.in_(chosen)).values(dispatched_at=now()))
     audit.touched_at = now()
     return chosen
+
+
+def unfinished_items(session: Session, audit_id: uuid.UUID) -> list[AuditItem]:
+    """Items attacked but not yet finished: the ones a progress check looks at."""
+    query = select(AuditItem).where(AuditItem.audit_id == audit_id, AuditItem.attacked_at.is_not(None),
+                                    AuditItem.finished_at.is_(None))  # fmt: skip
+    return list(session.scalars(query))
 
 
 def defense_config(spec: AuditSpec, sigma: float) -> SmoothConfig:
@@ -111,7 +119,7 @@ def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list
                          "media_id": uuid.UUID(outputs[variant]["media_id"]), "prompt": item.prompt,
                          "params": asdict(config), "request_hash": "", "rounds_done": 0, "aggregated_rounds": 0,
                          "cancel_requested": False, "touched_at": now(), "audit_item_id": item.id,
-                         "audit_ref": f"{variant}@{sigma:g}"})  # fmt: skip
+                         "audit_ref": ref(variant, sigma)})  # fmt: skip
     stmt = insert(Job).values(rows).on_conflict_do_nothing(index_elements=["audit_item_id", "audit_ref"])
     return list(session.scalars(stmt.returning(Job.id)))
 

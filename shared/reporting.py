@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.audit_spec import AuditSpec
+from shared.audit_spec import AuditSpec, ref
 from shared.audits import CONTENT_TYPES, dataset_key, items_of, report_key, spec_of
 from shared.benchmarks.items import Dataset, Item
 from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
 from shared.benchmarks.loaders import extract_archive, load_dataset, synthetic
 from shared.jobs import now
-from shared.models import Audit, Job
+from shared.models import Audit, AuditItem, Job
 from shared.reports.render import render
 from shared.reports.summary import summarize
 from shared.storage import ObjectStore
@@ -37,12 +37,13 @@ def load_set(spec: AuditSpec, store: ObjectStore, tenant_id: str, workdir: Path)
     return dataset
 
 
-def rows_of(session: Session, audit: Audit, public_url: str) -> list[dict[str, Any]]:
+def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: str) -> list[dict[str, Any]]:
     """Tidy rows: per item and variant, the undefended answer (σ None) and one per defended σ."""
     spec, base = spec_of(audit), public_url.rstrip("/")
+    query = select(Job).join(AuditItem, Job.audit_item_id == AuditItem.id).where(AuditItem.audit_id == audit.id)
+    jobs = {(j.audit_item_id, j.audit_ref): j for j in session.scalars(query)}  # all of them in one query
     rows = []
-    for item in items_of(session, audit.id):
-        jobs = {j.audit_ref: j for j in session.scalars(select(Job).where(Job.audit_item_id == item.id))}
+    for item in items:
         for variant in spec.variants():
             out = (item.outputs or {}).get(variant, {})
             common = {"item": item.key, "category": item.category, "kind": item.kind, "prompt": item.prompt,
@@ -52,7 +53,7 @@ def rows_of(session: Session, audit: Audit, public_url: str) -> list[dict[str, A
                                   "abstained": None, "consensus_share": None, "samples_spent": 1,
                                   "job_id": None, "samples_url": None})  # fmt: skip
             for sigma in spec.defense.sigmas:
-                job = jobs.get(f"{variant}@{sigma:g}")
+                job = jobs.get((item.id, ref(variant, sigma)))
                 rows.append(common | defended(job, sigma, spec, base))
     return rows
 
@@ -87,14 +88,15 @@ def needs_embedder(rows: list[dict[str, Any]], judge_spec: str | None) -> bool:
 def write_report(session: Session, audit: Audit, store: ObjectStore, public_url: str) -> dict[str, Any]:
     """Judge, store the verdicts per item, render and upload; returns ``audits.report``."""
     spec = spec_of(audit)
-    rows = rows_of(session, audit, public_url)
+    items = items_of(session, audit.id)
+    rows = rows_of(session, audit, items, public_url)
     embedder = None
     if needs_embedder(rows, spec.judge):
         from shared.backends.registry import load_embedder
 
         embedder = load_embedder()
     judge_rows(rows, spec.judge, embedder)
-    save_verdicts(session, audit, rows)
+    save_verdicts(items, rows)
     summary = summarize(rows)
     files = render(audit_info(audit, spec), rows, summary)
     keys = {}
@@ -104,13 +106,13 @@ def write_report(session: Session, audit: Audit, store: ObjectStore, public_url:
     return {"files": keys, "summary": summary}
 
 
-def save_verdicts(session: Session, audit: Audit, rows: list[dict[str, Any]]) -> None:
+def save_verdicts(items: list[AuditItem], rows: list[dict[str, Any]]) -> None:
     by_key: dict[str, dict[str, Any]] = {}
     for r in rows:
-        ref = f"{r['variant']}@{'undefended' if r['sigma'] is None else format(r['sigma'], 'g')}"
-        by_key.setdefault(r["item"], {})[ref] = {k: r[k] for k in ("correct", "attack_success", "score", "judge",
-                                                                   "verdict")}  # fmt: skip
-    for item in items_of(session, audit.id):
+        name = f"{r['variant']}@undefended" if r["sigma"] is None else ref(r["variant"], r["sigma"])
+        by_key.setdefault(r["item"], {})[name] = {k: r[k] for k in ("correct", "attack_success", "score", "judge",
+                                                                    "verdict")}  # fmt: skip
+    for item in items:
         item.verdicts = by_key.get(item.key)
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
-from api.routes.jobs import decode_cursor, encode_cursor
+from api.routes.jobs import keyset_page
 from api.schemas import COMMON_PROBLEMS, AuditPage, AuditProgress, AuditPublic, DatasetPublic, DeliveryPublic, problems
 from shared.audit_spec import AuditSpec, DatasetFormat
 from shared.audits import CONTENT_TYPES, cancel_audit, create_audit, dataset_key, progress
@@ -86,13 +86,8 @@ def list_audits(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query()] = None,
 ) -> AuditPage:  # fmt: skip
-    query = select(Audit).where(Audit.tenant_id == tenant.id)
-    if cursor is not None:
-        query = query.where(tuple_(Audit.created_at, Audit.id) < tuple_(*decode_cursor(cursor)))
-    audits = session.scalars(query.order_by(Audit.created_at.desc(), Audit.id.desc()).limit(limit + 1)).all()
-    page = audits[:limit]
-    return AuditPage(items=[to_public(session, a) for a in page],
-                     next_cursor=encode_cursor(page[-1]) if len(audits) > limit else None)  # type: ignore[arg-type]  # fmt: skip
+    page, next_cursor = keyset_page(session, select(Audit).where(Audit.tenant_id == tenant.id), Audit, limit, cursor)
+    return AuditPage(items=[to_public(session, a) for a in page], next_cursor=next_cursor)
 
 
 @router.get("/{audit_id}", response_model=AuditPublic)

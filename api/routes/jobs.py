@@ -180,12 +180,17 @@ def list_jobs(
     query = select(Job).where(Job.tenant_id == tenant.id)
     if status is not None:
         query = query.where(Job.status == status)
-    if cursor is not None:
-        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*decode_cursor(cursor)))
-    jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
-    page = jobs[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
+    page, next_cursor = keyset_page(session, query, Job, limit, cursor)
     return JobPage(items=[to_public(j, store) for j in page], next_cursor=next_cursor)
+
+
+def keyset_page(session: Session, query: Any, model: Any, limit: int, cursor: str | None) -> tuple[list, str | None]:
+    """Newest first on ``(created_at, id)`` after ``cursor``: one page and the next page's cursor."""
+    if cursor is not None:
+        query = query.where(tuple_(model.created_at, model.id) < tuple_(*decode_cursor(cursor)))
+    rows = session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)).all()
+    page = list(rows[:limit])
+    return page, encode_cursor(page[-1]) if len(rows) > limit else None
 
 
 @router.get("/{job_id}", response_model=JobPublic)

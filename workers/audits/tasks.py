@@ -8,7 +8,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from shared.audits import add_items, all_items_done, items_of, lock_audit, next_chunks, refresh_item, spec_of
+from shared.audits import add_items, all_items_done, lock_audit, next_chunks, refresh_item, spec_of, unfinished_items
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.intake import check_media
@@ -33,14 +33,16 @@ def prepare(audit_id: str) -> None:
         spec = spec_of(audit)
         with tempfile.TemporaryDirectory() as tmp:
             dataset = load_set(spec, store, str(audit.tenant_id), Path(tmp))
+            media: dict[str, uuid.UUID] = {}  # questions share images: each file is checked and stored once
             rows = []
             for item in dataset.items:
-                data = dataset.image_bytes(item)
-                checked = check_media(data, settings)  # a broken or oversized image fails the audit, named
-                media = save_media(session, store, tenant_id=audit.tenant_id, data=data,
-                                   content_type=checked.content_type, modality=checked.modality)  # fmt: skip
+                if item.image not in media:
+                    data = dataset.image_bytes(item)
+                    checked = check_media(data, settings)  # a broken or oversized image fails the audit, named
+                    media[item.image] = save_media(session, store, tenant_id=audit.tenant_id, data=data,
+                                                   content_type=checked.content_type, modality=checked.modality).id  # fmt: skip
                 rows.append({"key": item.key, "category": item.category, "kind": item.kind, "prompt": item.prompt,
-                             "label": item.label, "media_id": media.id})  # fmt: skip
+                             "label": item.label, "media_id": media[item.image]})  # fmt: skip
         add_items(session, audit, rows)
         universal = any(a.name == "universal" for a in spec.attacks) and rows
         chunks = [] if universal else next_chunks(session, audit)
@@ -73,8 +75,9 @@ def advance(audit_id: str, item_id: str | None) -> None:
         audit = lock_audit(session, audit_id)
         if audit is None or audit.finished_at is not None or audit.status != "running":
             return
-        for item in items_of(session, audit.id):
-            if item_id is None or str(item.id) == item_id:
+        items = [session.get(AuditItem, uuid.UUID(item_id))] if item_id else unfinished_items(session, audit.id)
+        for item in items:
+            if item is not None:
                 refresh_item(session, audit, item)
         chunks = next_chunks(session, audit)
         report = all_items_done(audit)

@@ -3,8 +3,7 @@ attacks, a chunk of items at a time (batched)."""
 
 from __future__ import annotations
 
-from shared.audit_attacks import ChunkItem, answer_all, png_roundtrip, universal_image
-from shared.audit_attacks import attack_chunk as attack_chunk_items
+from shared.audit_attacks import ChunkItem, Variant, answer_all, attack_items, png_roundtrip, universal_image
 from shared.audits import create_defense_jobs, items_of, lock_audit, next_chunks, spec_of
 from shared.backends.registry import load_generator
 from shared.config import get_settings
@@ -110,7 +109,9 @@ def attack_chunk(audit_id: str, chunk: int) -> None:
         new_jobs = []
         for item in items_of(session, audit.id, chunk):
             if item.id in outputs and item.attacked_at is None:
-                item.outputs = {name: save_variant(session, store, tenant, v) for name, v in outputs[item.id].items()}
+                stored = {"clean": item.media_id, "universal": audit.universal_media_id}
+                item.outputs = {name: save_variant(session, store, tenant, v, stored.get(name))
+                                for name, v in outputs[item.id].items()}  # fmt: skip
                 item.attacked_at = now()
             if item.attacked_at is not None:
                 new_jobs += create_defense_jobs(session, audit, item)
@@ -125,12 +126,14 @@ def attack_and_answer(generator, spec, todo, store: ObjectStore, universal_key: 
     universal = load_image(store.get(universal_key)) if universal_key else None
     clean = generator.answer_batch([i.image for i in items], [i.prompt for i in items],
                                    max_new_tokens=spec.defense.max_new_tokens)  # fmt: skip
-    variants = attack_chunk_items(generator, spec, items, [g.text for g in clean], universal)
+    variants = attack_items(generator, spec, items, [g.text for g in clean], universal)
     answer_all(generator, items, variants, spec.defense.max_new_tokens)
     return {item_id: row for (item_id, *_), row in zip(todo, variants, strict=True)}
 
 
-def save_variant(session, store: ObjectStore, tenant, v) -> dict:
-    data = png_roundtrip(v.image)[1]
-    media = save_media(session, store, tenant_id=tenant, data=data, content_type="image/png", modality="image")
-    return {"media_id": str(media.id), "answer": v.answer, **v.stats}
+def save_variant(session, store: ObjectStore, tenant, v: Variant, media_id) -> dict:
+    """The variant's entry in ``outputs``: its media (stored now if it is a new adversarial image)."""
+    if v.png is not None:
+        media_id = save_media(session, store, tenant_id=tenant, data=v.png, content_type="image/png",
+                              modality="image").id  # fmt: skip
+    return {"media_id": str(media_id), "answer": v.answer, **v.stats}
