@@ -36,7 +36,7 @@ def llava_7b_generator(device: str, tiny: bool = False) -> HFVisionGenerator:
     from transformers import CLIPImageProcessorPil, LlavaForConditionalGeneration, LlavaProcessor
 
     from bench.bench_gpu import llava_config
-    from shared.backends.tiny_llava import CHAT_TEMPLATE, build_tokenizer
+    from shared.benchmarks.demo_model import CHAT_TEMPLATE, build_tokenizer
 
     tok = build_tokenizer()
     config = llava_config(tiny=tiny)

@@ -18,7 +18,7 @@ import torch
 
 from shared.backends.registry import load_embedder, load_generator
 from shared.config import DEMO_IMAGE, DEMO_MODEL, Settings
-from shared.media import load_image
+from shared.media.decode import load_image
 from shared.smoothing import SmoothConfig, SmoothGuard, plan_round
 
 PROMPT = "What colour is the circle?"

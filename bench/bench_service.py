@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 
 from shared.config import DEMO_IMAGE
-from shared.launcher import Stack, dev_key
-from shared.services import wait_ready
-from shared.stack import free_port
+from shared.tools.commands import wait_ready
+from shared.tools.launcher import Stack, dev_key
+from shared.tools.servers import free_port
 
 PROMPT = "What colour is the circle?"
 

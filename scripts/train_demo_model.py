@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from shared.backends.tiny_llava import build_model
+from shared.benchmarks.demo_model import build_model
 from shared.benchmarks.shapes import (
     COLOURS,
     IMAGE_SIZE,

@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from shared.backends.tiny_llava import WORDS, build_model
+from shared.benchmarks.demo_model import WORDS, build_model
 
 QWEN_SPECIALS = [
     "<|endoftext|>",
@@ -154,7 +154,7 @@ def save_llava_next(path: Path, seed: int = 0) -> Path:
     )
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-    from shared.backends.tiny_llava import CHAT_TEMPLATE, build_tokenizer
+    from shared.benchmarks.demo_model import CHAT_TEMPLATE, build_tokenizer
 
     torch.manual_seed(seed)
     tok = build_tokenizer()

@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """PostgreSQL, Redis and S3 for the session, started by ``smoothguard up``'s launcher."""
-    from shared.launcher import Stack
+    from shared.tools.launcher import Stack
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SMOOTHGUARD_")}
     started = Stack(tmp_path_factory.mktemp("stack"), environ=environ).start()
@@ -84,7 +84,7 @@ def s3_server(stack):
 @pytest.fixture()
 def store(stack):
     """The object store on the stack's S3 server (a bucket of the tests' own)."""
-    from shared.launcher import ensure_bucket
+    from shared.tools.launcher import ensure_bucket
 
     settings = stack.settings(SMOOTHGUARD_S3_BUCKET="media-test")
     ensure_bucket(settings)
@@ -98,7 +98,7 @@ def empty_database(postgres):
     """A new, empty database on the session's PostgreSQL server."""
     import uuid
 
-    from shared.launcher import create_database
+    from shared.tools.launcher import create_database
 
     return create_database(postgres.url, f"t_{uuid.uuid4().hex[:10]}")
 

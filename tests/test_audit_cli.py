@@ -3,12 +3,12 @@ a zip the service can load, the table prints every σ and attack."""
 
 import json
 
-from shared.audit_cli import archive_bytes, spec_from_args
-from shared.audit_client import table
-from shared.audit_spec import AuditSpec
+from shared.audits.spec import AuditSpec
 from shared.benchmarks.loaders import extract_archive, load_dataset
-from shared.cli import build_parser
 from shared.reports.summary import summarize
+from shared.tools.audit_cli import archive_bytes, spec_from_args
+from shared.tools.audit_client import table
+from shared.tools.cli import build_parser
 from tests.reports.rows import realistic_rows
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from shared.db import session_scope
 from shared.models import AuditItem, Job
-from shared.receiver import Receiver
+from shared.tools.receiver import Receiver
 from tests.helpers import auth
 from tests.test_ops import metric
 

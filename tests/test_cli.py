@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from shared.cli import main
+from shared.tools.cli import main
 
 PROVENANCE = {
     "index",

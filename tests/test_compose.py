@@ -1,7 +1,7 @@
 """docker-compose.yml, deploy/Dockerfile.*, deploy/prometheus.yml and .dockerignore, checked without Docker.
 
 No Docker engine runs here, so the files are parsed and held against the code they start: every
-``smoothguard ...`` command parses with ``shared.cli.build_parser()``, every ``SMOOTHGUARD_*`` name is a
+``smoothguard ...`` command parses with ``shared.tools.cli.build_parser()``, every ``SMOOTHGUARD_*`` name is a
 field of ``shared.config.Settings``, every ``python -c`` snippet compiles and its names import.
 """
 
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from shared.cli import build_parser
 from shared.config import Settings
+from shared.tools.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

@@ -12,8 +12,8 @@ import uuid
 import httpx
 
 from shared.config import DEMO_IMAGE
-from shared.launcher import Stack
-from shared.stack import free_port
+from shared.tools.launcher import Stack
+from shared.tools.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +25,7 @@ def clean_env(**extra):
 
 def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path), "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", "up", "--data-dir", str(tmp_path), "--port",
                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                             env=clean_env())  # fmt: skip
     lines = []
@@ -60,7 +60,7 @@ def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
 
 def audit_cli(port, key, tmp_path):
     """``smoothguard audit submit --wait`` then ``audit report`` against the running stack."""
-    cli = [sys.executable, "-m", "shared.cli", "audit", "--url", f"http://127.0.0.1:{port}", "--key", key]
+    cli = [sys.executable, "-m", "shared.tools.cli", "audit", "--url", f"http://127.0.0.1:{port}", "--key", key]
     sub = subprocess.run([*cli, "submit", "--count", "1", "--attacks", "pgd", "--steps", "2", "--sigmas", "0.1",
                           "-n", "2", "--max-new-tokens", "4", "--wait"], cwd=ROOT, env=clean_env(),
                          capture_output=True, text=True, timeout=180)  # fmt: skip
@@ -82,7 +82,7 @@ def audit_cli(port, key, tmp_path):
 
 def test_demo_is_the_main_job(tmp_path):
     out_dir = tmp_path / "report"
-    out = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--data-dir", str(tmp_path / "data"),
+    out = subprocess.run([sys.executable, "-m", "shared.tools.cli", "demo", "--data-dir", str(tmp_path / "data"),
                           "--images", "2", "--steps", "5", "--out", str(out_dir)], cwd=ROOT,
                          env=clean_env(), capture_output=True, text=True, timeout=400)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from shared.media import Waveform, load_media, resample
+from shared.media.decode import Waveform, load_media, resample
 
 
 def test_media_type_is_sniffed_from_content_not_name(tmp_path, shapes_image):

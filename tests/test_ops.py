@@ -3,7 +3,7 @@ jobs, queue depth, stage latencies and samples from the shared state."""
 
 import re
 
-from shared.stack import free_port
+from shared.tools.servers import free_port
 from tests.helpers import auth, post_job, wait_finished
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from shared.config import DEMO_IMAGE, DEMO_MODEL
 from shared.db import session_scope
-from shared.jobs import create_job, save_media
+from shared.jobs.store import create_job
+from shared.media.store import save_media
 from shared.models import Job, SampleRow
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant

@@ -9,10 +9,11 @@ import pytest
 from celery import Celery
 from sqlalchemy import func, select
 
-from shared.backends.tiny_llava import build_model
+from shared.benchmarks.demo_model import build_model
 from shared.config import DEMO_IMAGE
 from shared.db import session_scope
-from shared.jobs import create_job, save_media, stale_jobs
+from shared.jobs.store import create_job, stale_jobs
+from shared.media.store import save_media
 from shared.models import Job, SampleRow
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import redis
 
-from shared.stack import EmbeddedPostgres, EmbeddedRedis, EmbeddedS3, wait_for_port
+from shared.tools.servers import EmbeddedPostgres, EmbeddedRedis, EmbeddedS3, wait_for_port
 
 
 def test_postgres_starts_persists_and_stops(tmp_path):
@@ -69,7 +69,7 @@ def test_s3_server_enforces_credentials(tmp_path):
 
 
 def test_free_ports_are_distinct():
-    from shared.stack import free_ports
+    from shared.tools.servers import free_ports
 
     ports = free_ports(64)
     assert len(set(ports)) == 64
@@ -78,7 +78,7 @@ def test_free_ports_are_distinct():
 def test_a_server_that_dies_on_start_is_reported_at_once(tmp_path):
     import subprocess
 
-    from shared.stack import free_port
+    from shared.tools.servers import free_port
 
     dead = subprocess.Popen(["false"])
     started = time.monotonic()
@@ -92,7 +92,7 @@ def test_s3_server_retries_with_new_ports_when_one_was_taken(tmp_path, monkeypat
     starts it again on fresh ports instead of failing the stack."""
     import socket
 
-    import shared.stack as stack_module
+    import shared.tools.servers as stack_module
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ def test_concurrent_uploads_of_the_same_bytes_make_one_media_row(database, store
 
     from shared.config import DEMO_IMAGE
     from shared.db import session_scope
-    from shared.jobs import save_media
+    from shared.media.store import save_media
     from shared.tenants import create_tenant
 
     with session_scope(database) as s:

@@ -3,11 +3,11 @@
 import pytest
 from sqlalchemy import select
 
-from shared.cli import main
 from shared.config import get_settings
 from shared.db import migrate, session_scope
 from shared.models import ApiKey
 from shared.tenants import create_api_key, create_tenant, hash_key, tenant_for_key
+from shared.tools.cli import main
 
 
 @pytest.fixture()

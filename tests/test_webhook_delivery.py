@@ -3,7 +3,7 @@ secret rotation. Real PostgreSQL, Redis, S3 and a worker process (gpu, cpu and w
 
 import pytest
 
-from shared.webhooks import verify
+from shared.webhooks.signing import verify
 from tests.helpers import auth, post_job, wait_finished
 
 
@@ -119,7 +119,7 @@ def _wait_deliveries(client, key, job_id, count, timeout=30):
 
 @pytest.fixture()
 def receiver():
-    from shared.receiver import Receiver
+    from shared.tools.receiver import Receiver
 
     with Receiver() as r:
         yield r

@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from shared.webhooks import MAX_ATTEMPTS, check_url, classify, headers, new_secret, sign, verify
+from shared.webhooks.policy import MAX_ATTEMPTS, check_url, classify
+from shared.webhooks.signing import headers, new_secret, sign, verify
 
 BODY = b'{"type":"job.succeeded","job_id":"j1"}'
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.audits import fail_audit
+from shared.audits.store import fail_audit
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import fail
+from shared.jobs.store import fail
 from shared.models import Audit, Job
 from workers.celery_app import send
 

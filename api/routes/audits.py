@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.routes.jobs import keyset_page
 from api.schemas import COMMON_PROBLEMS, AuditPage, AuditProgress, AuditPublic, DatasetPublic, DeliveryPublic, problems
-from shared.audit_spec import AuditSpec, DatasetFormat
-from shared.audits import CONTENT_TYPES, cancel_audit, create_audit, dataset_key, progress
+from shared.audits.datasets import dataset_key
+from shared.audits.spec import AuditSpec, DatasetFormat
+from shared.audits.store import CONTENT_TYPES, cancel_audit, create_audit, progress
 from shared.benchmarks.loaders import DatasetError, extract_archive, load_dataset
-from shared.deliveries import check_callback
-from shared.intake import IntakeError, check_options
+from shared.jobs.intake import IntakeError, check_options
 from shared.models import Audit, Delivery, Tenant
 from shared.storage import ObjectStore
+from shared.webhooks.endpoints import check_callback
 from workers.celery_app import send
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"], responses=COMMON_PROBLEMS)

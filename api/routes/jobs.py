@@ -17,12 +17,15 @@ from starlette.datastructures import UploadFile
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, JobPage, JobPublic, problems
 from shared.config import Settings
-from shared.deliveries import check_callback
-from shared.intake import IntakeError, check_media, check_options, noise_space_for, replay, request_hash
-from shared.jobs import cancel, create_job, samples_of, save_media
+from shared.jobs.intake import IntakeError, check_options, replay, request_hash
+from shared.jobs.options import noise_space_for
+from shared.jobs.store import cancel, create_job, samples_of
+from shared.media.checks import check_media
+from shared.media.store import save_media
 from shared.models import Delivery, Job, Media, Tenant
 from shared.smoothing.types import Sample
 from shared.storage import ObjectStore
+from shared.webhooks.endpoints import check_callback
 from workers.celery_app import send
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_PROBLEMS)

@@ -10,8 +10,8 @@ from fastapi import APIRouter, File, HTTPException, Response, UploadFile
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.routes.jobs import own_media
 from api.schemas import COMMON_PROBLEMS, MediaPublic
-from shared.intake import check_media
-from shared.jobs import save_media
+from shared.media.checks import check_media
+from shared.media.store import save_media
 from shared.models import Media
 from shared.storage import ObjectStore
 

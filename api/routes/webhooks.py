@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep
 from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookPublic, problems
-from shared.deliveries import register_endpoint, rotate_secret
 from shared.models import Tenant, WebhookEndpoint
+from shared.webhooks.endpoints import register_endpoint, rotate_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=COMMON_PROBLEMS)
 

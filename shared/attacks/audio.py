@@ -21,7 +21,7 @@ from shared.attacks.config import AttackConfig
 from shared.attacks.losses import encode_targets
 from shared.attacks.objective import MediaFn, frozen, objectives, optimize
 from shared.attacks.threat import perturbation_norms
-from shared.media import Waveform, resample
+from shared.media.decode import Waveform, resample
 
 
 @dataclass

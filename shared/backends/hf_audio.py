@@ -13,7 +13,7 @@ import numpy as np
 from transformers import Qwen2AudioForConditionalGeneration
 
 from shared.backends.hf_common import HFGenerator
-from shared.media import Waveform, resample
+from shared.media.decode import Waveform, resample
 from shared.smoothing.noise import noisy_waveform
 from shared.smoothing.types import CandidateSpec
 

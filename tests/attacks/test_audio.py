@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from shared.attacks import AttackConfig, attack_audio
-from shared.media import Waveform, resample
+from shared.media.decode import Waveform, resample
 
 PROMPTS = ["What is this sound?", "Is there speech in the audio?"]
 TARGETS = ["yes", "no"]

@@ -10,7 +10,7 @@ from shared.attacks import AttackConfig, attack_audio, attack_images
 from shared.attacks.audio import LogMel
 from shared.backends.hf_vision import HFVisionGenerator
 from shared.config import DEMO_MODEL
-from shared.media import Waveform
+from shared.media.decode import Waveform
 from tests.attacks.conftest import answers, png_round_trip, wrong_answer
 
 pytestmark = pytest.mark.gpu

@@ -5,7 +5,7 @@ import pytest
 
 from shared.backends.hf_vision import HFVisionGenerator
 from shared.config import DEMO_IMAGE, DEMO_MODEL
-from shared.media import load_image
+from shared.media.decode import load_image
 from shared.smoothing import SmoothConfig, plan_round
 
 pytestmark = pytest.mark.gpu

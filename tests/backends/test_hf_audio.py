@@ -6,7 +6,7 @@ import torch
 
 from shared.backends.hf_audio import HFAudioGenerator
 from shared.backends.registry import detect_backend
-from shared.media import Waveform, resample
+from shared.media.decode import Waveform, resample
 from shared.smoothing.noise import gaussian, plan_round
 from shared.smoothing.types import SmoothConfig
 

@@ -9,8 +9,8 @@ import pytest
 from shared.backends.registry import load_generator
 from shared.benchmarks.evaluate import accuracy
 from shared.benchmarks.shapes import read_questions, write_set
-from shared.cli import main
 from shared.config import DEMO_MODEL, Settings
+from shared.tools.cli import main
 
 HELD_OUT_SEED = 20261126  # training used 1000 (train) and 999 (validation)
 

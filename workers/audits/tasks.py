@@ -8,13 +8,23 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from shared.audits import add_items, all_items_done, lock_audit, next_chunks, refresh_item, spec_of, unfinished_items
+from shared.audits.datasets import load_set
+from shared.audits.report import write_report
+from shared.audits.store import (
+    add_items,
+    all_items_done,
+    lock_audit,
+    next_chunks,
+    refresh_item,
+    spec_of,
+    unfinished_items,
+)
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.intake import check_media
-from shared.jobs import now, save_media
+from shared.jobs.store import now
+from shared.media.checks import check_media
+from shared.media.store import save_media
 from shared.models import AuditItem
-from shared.reporting import load_set, write_report
 from shared.storage import ObjectStore
 from workers.celery_app import TaskQueue, send, task
 from workers.outcomes import failed_audit, notify_audit

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.audits import stale_audits
+from shared.audits.store import stale_audits
 from shared.backends.registry import load_embedder
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import config_of, finish, lock, needs_vote, now, samples_of, save_votes, stale_jobs
+from shared.jobs.store import config_of, finish, lock, needs_vote, now, samples_of, save_votes, stale_jobs
 from shared.smoothing.smoother import EmbeddingCache, next_step
 from shared.smoothing.smoother import aggregate as vote
 from shared.smoothing.types import Timings

@@ -3,13 +3,14 @@ attacks, a chunk of items at a time (batched)."""
 
 from __future__ import annotations
 
-from shared.audit_attacks import ChunkItem, Variant, answer_all, attack_items, png_roundtrip, universal_image
-from shared.audits import create_defense_jobs, items_of, lock_audit, next_chunks, spec_of
+from shared.audits.attack import ChunkItem, Variant, answer_all, attack_items, png_roundtrip, universal_image
+from shared.audits.store import create_defense_jobs, items_of, lock_audit, next_chunks, spec_of
 from shared.backends.registry import load_generator
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.jobs import config_of, lock, mark_cancelled, needs_round, now, record_round, save_media, start
-from shared.media import load_audio, load_image
+from shared.jobs.store import config_of, lock, mark_cancelled, needs_round, now, record_round, start
+from shared.media.decode import load_audio, load_image
+from shared.media.store import save_media
 from shared.models import Media
 from shared.smoothing.noise import plan_round
 from shared.storage import ObjectStore

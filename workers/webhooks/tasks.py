@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from shared.config import get_settings
 from shared.db import session_scope
-from shared.deliveries import attempt, endpoint_for, record_skipped
 from shared.models import Audit, Delivery, Job
+from shared.webhooks.delivery import attempt, record_skipped
+from shared.webhooks.endpoints import endpoint_for
 from workers.celery_app import TaskQueue, send, task
 
 

@@ -1,7 +1,7 @@
 """`smoothguard up`: the whole service on one machine, no Docker — and the same launcher the
 integration tests start their services and workers with.
 
-Services: PostgreSQL, Redis and an S3 server from Python packages (``shared.stack``), on loopback,
+Services: PostgreSQL, Redis and an S3 server from Python packages (``shared.tools.servers``), on loopback,
 data under one folder — unless ``SMOOTHGUARD_DATABASE_URL`` / ``_REDIS_URL`` / ``_S3_ENDPOINT``
 are set, in which case those services are used. Then: migrations, the bucket, and the processes
 (API, GPU/CPU/webhook workers) as children whose output is streamed with a prefix.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from shared.config import Settings
-from shared.stack import EmbeddedPostgres, EmbeddedRedis, EmbeddedS3, stop_process
+from shared.tools.servers import EmbeddedPostgres, EmbeddedRedis, EmbeddedS3, stop_process
 
 T = TypeVar("T", EmbeddedPostgres, EmbeddedRedis, EmbeddedS3)
 DEV_S3_KEY, DEV_S3_SECRET = "smoothguard-dev", "smoothguard-dev-secret"
@@ -84,7 +84,7 @@ class Stack:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         child_env = self.environ | self.env | (env or {}) | {"PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", *args], env=child_env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", *args], env=child_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
         assert proc.stdout is not None
         threading.Thread(target=_pump, args=(name, proc.stdout, logs / f"{name}.log", sink), daemon=True).start()

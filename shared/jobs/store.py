@@ -1,5 +1,5 @@
-"""Defense jobs in the database: create, record a round's samples (idempotently), aggregate,
-finish. The workers call these; the algorithm itself is ``shared.smoothing``."""
+"""Defense jobs in the database: create, record a round's samples (idempotently), vote,
+finish. The algorithm itself is ``shared.smoothing``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from shared.models import Job, Media, SampleRow
 from shared.smoothing.types import CandidateSpec, Generation, Sample, SmoothConfig, SmoothResult
-from shared.storage import ObjectStore
 
 SAMPLE_FIELDS = [f.name for f in fields(Sample)]
 
@@ -28,19 +27,6 @@ def config_of(job: Job) -> SmoothConfig:
     if params.get("answer_set") is not None:
         params["answer_set"] = tuple(params["answer_set"])
     return SmoothConfig(**params)
-
-
-def save_media(session: Session, store: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, content_type: str,
-               modality: str) -> Media:  # fmt: skip
-    """The tenant's media row for ``data``, stored once in the object store and once in the table
-    (concurrent uploads of the same bytes meet on the unique key instead of failing)."""
-    key, sha = store.put_media(str(tenant_id), data, content_type)
-    row = {"id": uuid.uuid4(), "tenant_id": tenant_id, "sha256": sha, "content_type": content_type,
-           "modality": modality, "size_bytes": len(data), "object_key": key}  # fmt: skip
-    session.execute(insert(Media).values(row).on_conflict_do_nothing(index_elements=["tenant_id", "sha256"]))
-    media = session.scalar(select(Media).where(Media.tenant_id == tenant_id, Media.sha256 == sha))
-    assert media is not None
-    return media
 
 
 def create_job(session: Session, *, media: Media, prompt: str, model: str, config: SmoothConfig,

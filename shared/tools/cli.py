@@ -162,7 +162,7 @@ def config_from_args(args: argparse.Namespace, modality: str) -> SmoothConfig:
 
 def defend(args: argparse.Namespace) -> SmoothResult:
     from shared.backends.registry import load_embedder, load_generator
-    from shared.media import load_media
+    from shared.media.decode import load_media
     from shared.smoothing import SmoothGuard
 
     modality, media = load_media(args.file)
@@ -232,11 +232,11 @@ def main(argv: list[str] | None = None) -> int:
             print(admin(args))
             return 0
         if args.command == "audit":
-            from shared.audit_cli import run
+            from shared.tools.audit_cli import run
 
             return run(args)
         if args.command in ("up", "api", "worker", "demo"):
-            from shared import services
+            from shared.tools import commands as services
 
             return int(getattr(services, args.command)(args))
         result = defend(args)

@@ -1,6 +1,6 @@
 """Audits in the database: items, chunked dispatch with bounded concurrency, the defense jobs they
-fan out to, progress, the rows a report is made of. Every step is idempotent: a redelivered or
-re-sent message finds its work done and skips it, so a restarted audit picks up where it was."""
+fan out to, progress. Every step is idempotent: a redelivered or re-sent message finds its work
+done and skips it, so a restarted audit picks up where it was."""
 
 from __future__ import annotations
 
@@ -13,18 +13,16 @@ from sqlalchemy import distinct, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.audit_spec import AuditSpec, ref
-from shared.jobs import cancel, now
+from shared.audits.spec import AuditSpec, ref
+from shared.jobs.store import cancel, now
 from shared.models import Audit, AuditItem, Job
 from shared.smoothing.types import SmoothConfig
 
 SAFETY_TARGET = "Sure, here is how to do it."
+
+
 CONTENT_TYPES = {"report.json": "application/json", "items.csv": "text/csv; charset=utf-8",
                  "report.html": "text/html; charset=utf-8"}  # fmt: skip
-
-
-def dataset_key(tenant_id: str, sha256: str) -> str:
-    return f"datasets/{tenant_id}/{sha256}"
 
 
 def report_key(audit: Audit, name: str) -> str:

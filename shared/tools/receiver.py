@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from shared.webhooks import verify
+from shared.webhooks.signing import verify
 
 
 @dataclass

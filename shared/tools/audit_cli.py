@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from shared.audit_client import check, client, download, follow, submit, table
 from shared.config import get_settings
+from shared.tools.audit_client import check, client, download, follow, submit, table
 
 
 def spec_from_args(args: argparse.Namespace, archive: str | None) -> dict[str, Any]:

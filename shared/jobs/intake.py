@@ -1,71 +1,18 @@
-"""Validation of submitted media before anything is stored: the type is sniffed from the bytes,
-images are decoded and bounded in bytes and pixels, audio in bytes, duration and sample rate."""
+"""A submission's checks against the deployment's bounds, and its Idempotency-Key."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.media import load_audio, load_image
 from shared.models import Job
 from shared.smoothing.types import SmoothConfig
-
-IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp"}
-
-
-@dataclass(frozen=True)
-class CheckedMedia:
-    modality: str  # image | audio
-    content_type: str
-
-
-def check_media(data: bytes, s: Settings) -> CheckedMedia:
-    """Raise ``ValueError`` with a user-facing reason, or describe the media."""
-    if not data:
-        raise ValueError("the file is empty")
-    if len(data) > s.max_upload_bytes:
-        raise ValueError(f"the file is {len(data)} bytes; the limit is {s.max_upload_bytes}")
-    try:
-        fmt = Image.open(io.BytesIO(data)).format
-    except UnidentifiedImageError:
-        fmt = None
-    if fmt is not None:
-        if fmt not in IMAGE_TYPES:
-            raise ValueError(f"image format {fmt} is not accepted; use one of {sorted(IMAGE_TYPES)}")
-        image = load_image(data)
-        if image.width * image.height > s.max_image_pixels:
-            raise ValueError(f"the image has {image.width * image.height} pixels; the limit is {s.max_image_pixels}")
-        return CheckedMedia("image", IMAGE_TYPES[fmt])
-    try:
-        audio = load_audio(data)
-    except Exception as exc:  # soundfile raises its own types for anything it can't read
-        raise ValueError("the file is neither an image nor audio this service can decode") from exc
-    if audio.seconds > s.max_audio_seconds:
-        raise ValueError(f"the audio lasts {audio.seconds:.1f} s; the limit is {s.max_audio_seconds} s")
-    if not 8000 <= audio.sample_rate <= 48000:
-        raise ValueError(f"sample rate {audio.sample_rate} Hz is outside 8000–48000 Hz")
-    return CheckedMedia("audio", "audio/wav")
-
-
-NOISE_SPACES = {"image": ("normalized", "pixel"), "audio": ("waveform",)}
-
-
-def noise_space_for(modality: str, requested: str | None) -> str:
-    """The requested noise space if it applies to ``modality``; the paper's default if none asked."""
-    allowed = NOISE_SPACES[modality]
-    if requested is None:
-        return allowed[0]
-    if requested not in allowed:
-        raise ValueError(f"noise_space {requested!r} does not apply to {modality}; use one of {list(allowed)}")
-    return requested
 
 
 class IntakeError(ValueError):

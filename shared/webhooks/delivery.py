@@ -1,67 +1,22 @@
-"""Webhook endpoints and deliveries in the database: register, rotate secrets, send one signed
-attempt and record it. Signing and the retry policy are ``shared.webhooks``; the Celery task
-that loops over attempts is ``workers.webhooks.tasks``."""
+"""Deliveries: the event payload, one signed attempt, recorded. The retry policy is
+``shared.webhooks.policy``."""
 
 from __future__ import annotations
 
 import json
 import random
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.models import Audit, Delivery, Job, WebhookEndpoint
-from shared.webhooks import Outcome, check_url, classify, headers, new_secret
-
-ROTATION_GRACE = timedelta(hours=24)  # the previous secret keeps signing this long after a rotation
-
-
-def register_endpoint(session: Session, s: Settings, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint:
-    check_url(url, s.allowed_callback_hosts())
-    if endpoint_for(session, tenant_id, url) is not None:
-        raise LookupError(f"an endpoint for {url} is already registered")
-    endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secrets={"current": new_secret()}, enabled=True)
-    session.add(endpoint)
-    session.flush()
-    return endpoint
-
-
-def rotate_secret(endpoint: WebhookEndpoint, now: datetime) -> str:
-    """A new current secret; the old one keeps signing (a second signature) for ``ROTATION_GRACE``."""
-    old = endpoint.secrets["current"]
-    endpoint.secrets = {"current": new_secret(), "previous": old, "previous_until": (now + ROTATION_GRACE).isoformat()}
-    return endpoint.secrets["current"]
-
-
-def active_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    out = [endpoint.secrets["current"]]
-    until = endpoint.secrets.get("previous_until")
-    if endpoint.secrets.get("previous") and until and datetime.fromisoformat(until) > now:
-        out.append(endpoint.secrets["previous"])
-    return out
-
-
-def endpoint_for(session: Session, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint | None:
-    return session.scalar(
-        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.url == url)
-    )
-
-
-def check_callback(session: Session, tenant_id: uuid.UUID, url: str | None) -> None:
-    """A job's callback URL must be one of the tenant's enabled endpoints (so it has a secret)."""
-    if url is None:
-        return
-    endpoint = endpoint_for(session, tenant_id, url)
-    if endpoint is None:
-        raise ValueError(f"callback_url {url} is not a registered webhook endpoint; register it with POST /v1/webhooks")
-    if not endpoint.enabled:
-        raise ValueError(f"the webhook endpoint for {url} is disabled ({endpoint.disabled_reason})")
+from shared.webhooks.endpoints import active_secrets
+from shared.webhooks.policy import Outcome, check_url, classify
+from shared.webhooks.signing import headers
 
 
 def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from shared.audit_spec import AttackSpec, AuditSpec
+from shared.audits.spec import AttackSpec, AuditSpec
 
 
 @dataclass

@@ -1,40 +1,22 @@
-"""An audit's inputs and outputs on the CPU side: the benchmark set it names, and its report —
-one row per (item, variant, σ) judged in batches, summarised, rendered, stored."""
+"""An audit's report: one row per (item, variant, σ), judged in batches, summarised, rendered,
+stored."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.audit_spec import AuditSpec, ref
-from shared.audits import CONTENT_TYPES, dataset_key, items_of, report_key, spec_of
-from shared.benchmarks.items import Dataset, Item
+from shared.audits.spec import AuditSpec, ref
+from shared.audits.store import CONTENT_TYPES, items_of, report_key, spec_of
+from shared.benchmarks.items import Item
 from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
-from shared.benchmarks.loaders import extract_archive, load_dataset, synthetic
-from shared.jobs import now
+from shared.jobs.store import now
 from shared.models import Audit, AuditItem, Job
 from shared.reports.render import render
 from shared.reports.summary import summarize
 from shared.storage import ObjectStore
-
-
-def load_set(spec: AuditSpec, store: ObjectStore, tenant_id: str, workdir: Path) -> Dataset:
-    """The audit's items: the synthetic set made here, or an uploaded archive unpacked here."""
-    d = spec.dataset
-    if d.format == "shapes":
-        dataset = synthetic(d.seed, d.count, workdir)
-    else:
-        assert d.archive is not None
-        root = extract_archive(store.get(dataset_key(tenant_id, d.archive)), workdir)
-        dataset = load_dataset(d.format, root, **d.options)  # type: ignore[arg-type]
-    if spec.limit is not None:
-        dataset.items = dataset.items[: spec.limit]
-    if not dataset.items:
-        raise ValueError(f"the {d.format} set has no items")
-    return dataset
 
 
 def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: str) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.launcher import PROCESSES, Stack, dev_key
+from shared.tools.launcher import PROCESSES, Stack, dev_key
 
 
 def api(args: argparse.Namespace) -> int:
@@ -97,8 +97,8 @@ def up(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     """The README's main job: the embedded stack, a demo audit over REST (attacks, σ sweep, report),
     its signed webhook."""
-    from shared.demo import run_demo
-    from shared.stack import free_port
+    from shared.tools.demo import run_demo
+    from shared.tools.servers import free_port
 
     root = Path(tempfile.mkdtemp(prefix="smoothguard-demo-")) if args.data_dir is None else args.data_dir.resolve()
     stack = Stack(root)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.audit_client import client, download, follow, submit, table
-from shared.receiver import Receiver
+from shared.tools.audit_client import client, download, follow, submit, table
+from shared.tools.receiver import Receiver
 
 DEMO_SIGMAS = [0.05, 0.1, 0.15, 0.2]
 DEMO_SEED = 20261126  # a set the demo model never saw (it trained on seeds 1000 and 999)

@@ -1,0 +1,1 @@
+"""Audits: the spec, the benchmark set, attacks, defense jobs per item, the report."""

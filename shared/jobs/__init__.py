@@ -1,0 +1,1 @@
+"""Defense jobs: options, intake, the database rows, the steps the workers run."""

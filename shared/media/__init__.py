@@ -1,0 +1,1 @@
+"""Media: decoding, validation, storage."""

@@ -1,0 +1,1 @@
+"""Webhooks: signing, endpoints, deliveries and their policy."""
