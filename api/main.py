@@ -19,8 +19,16 @@ from shared.config import Settings, get_settings
 from shared.storage import ObjectStore
 
 PROBLEM = "application/problem+json"
-TITLES = {400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed", 404: "Not Found", 409: "Conflict", 415: "Unsupported Media Type",
-          422: "Unprocessable Content", 503: "Service Unavailable"}  # fmt: skip
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    405: "Method Not Allowed",
+    404: "Not Found",
+    409: "Conflict",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -32,8 +40,9 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the schemas only ``openapi_extra`` and ``responses`` refer to."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        _, defs = models_json_schema([(m, "validation") for m in (JobForm, JobCreate, Problem)],
-                                     ref_template="#/components/schemas/{model}")  # fmt: skip
+        _, defs = models_json_schema(
+            [(m, "validation") for m in (JobForm, JobCreate, Problem)], ref_template="#/components/schemas/{model}"
+        )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
         app.openapi_schema = schema
     return app.openapi_schema
@@ -58,8 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)  # routing's 404/405 and body-parsing 400s too
     async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, TITLES.get(exc.status_code, "Error"), str(exc.detail),
-                       headers=getattr(exc, "headers", None))  # fmt: skip
+        return problem(
+            exc.status_code,
+            TITLES.get(exc.status_code, "Error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,12 +23,18 @@ class Problem(BaseModel):
 def problems(**codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for error codes, documented as ``application/problem+json``."""
     schema = {"$ref": "#/components/schemas/Problem"}
-    return {int(code.lstrip("_")): {"description": why, "content": {"application/problem+json": {"schema": schema}}}
-            for code, why in codes.items()}  # fmt: skip
+    return {
+        int(code.lstrip("_")): {"description": why, "content": {"application/problem+json": {"schema": schema}}}
+        for code, why in codes.items()
+    }
 
 
-COMMON_PROBLEMS = problems(_400="malformed body", _401="missing or invalid API key", _404="no such resource for this tenant",
-                           _422="invalid input")  # fmt: skip
+COMMON_PROBLEMS = problems(
+    _400="malformed body",
+    _401="missing or invalid API key",
+    _404="no such resource for this tenant",
+    _422="invalid input",
+)
 
 
 class JobOptions(BaseModel):
@@ -66,8 +72,9 @@ class JobOptions(BaseModel):
 
     def config(self, noise_space: str) -> SmoothConfig:
         """The core's config (raises ``ValueError`` for combinations it rejects)."""
-        fields = self.model_dump(include=set(JobOptions.model_fields) - {"prompt", "model", "answers", "callback_url",
-                                                                         "noise_space"})  # fmt: skip
+        fields = self.model_dump(
+            include=set(JobOptions.model_fields) - {"prompt", "model", "answers", "callback_url", "noise_space"}
+        )
         answers = tuple(self.answers) if self.answers else None
         return SmoothConfig(**fields, noise_space=noise_space, answer_set=answers)  # type: ignore[arg-type]
 

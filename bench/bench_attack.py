@@ -43,9 +43,12 @@ def llava_7b_generator(device: str, tiny: bool = False) -> HFVisionGenerator:
     side, patch = config.vision_config.image_size, config.vision_config.patch_size
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
-        tokenizer=tok, patch_size=patch, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
-    )  # fmt: skip
+    )
     config.image_token_index = int(tok.convert_tokens_to_ids("<image>"))  # type: ignore[arg-type]
     torch.manual_seed(0)
     with torch.device(device):
@@ -102,12 +105,17 @@ def main() -> None:
     )
     eot_ms = timed(lambda: attack_images(gen, images, prompts, targets, eot))
     out = {
-        "shape": args.shape, "device": torch.cuda.get_device_name() if "cuda" in args.device else args.device,
-        "items": args.items, "steps": args.steps, "pgd_batched_ms": round(batched, 1),
-        "pgd_one_at_a_time_ms": round(looped, 1), "batched_speedup": round(looped / batched, 2),
-        "eot_samples": args.eot_samples, "eot_batched_ms": round(eot_ms, 1),
+        "shape": args.shape,
+        "device": torch.cuda.get_device_name() if "cuda" in args.device else args.device,
+        "items": args.items,
+        "steps": args.steps,
+        "pgd_batched_ms": round(batched, 1),
+        "pgd_one_at_a_time_ms": round(looped, 1),
+        "batched_speedup": round(looped / batched, 2),
+        "eot_samples": args.eot_samples,
+        "eot_batched_ms": round(eot_ms, 1),
         "eot_cost_per_draw": round(eot_ms / batched / args.eot_samples, 2),
-    }  # fmt: skip
+    }
     print(json.dumps(out))
 
 

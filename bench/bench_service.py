@@ -62,17 +62,26 @@ def submit_load(url: str, key: str, clients: int, requests: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
-            "requests_per_s": round(len(latencies) / wall, 1), "p50_ms": round(percentile(latencies, 50), 1),
-            "p99_ms": round(percentile(latencies, 99), 1)}  # fmt: skip
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+    }
 
 
 def job_overhead(url: str, key: str, jobs: int) -> dict:
     overheads, totals, compute = [], [], []
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
         for i in range(jobs + 2):  # the first two warm the models up and are not counted
-            job_id = api.post("/v1/jobs", files={"file": ("demo.png", DEMO_IMAGE.read_bytes())},
-                              data={"prompt": PROMPT, "seed": str(1000 + i)}).json()["id"]  # fmt: skip
+            job_id = api.post(
+                "/v1/jobs",
+                files={"file": ("demo.png", DEMO_IMAGE.read_bytes())},
+                data={"prompt": PROMPT, "seed": str(1000 + i)},
+            ).json()["id"]
             while (job := api.get(f"/v1/jobs/{job_id}").json())["finished_at"] is None:
                 time.sleep(0.01)
             if i < 2:
@@ -82,10 +91,13 @@ def job_overhead(url: str, key: str, jobs: int) -> dict:
             totals.append(total.total_seconds() * 1e3)
             compute.append(work)
             overheads.append(totals[-1] - work)
-    return {"jobs": jobs, "total_p50_ms": round(statistics.median(totals), 1),
-            "generation_embedding_clustering_p50_ms": round(statistics.median(compute), 1),
-            "overhead_p50_ms": round(statistics.median(overheads), 1),
-            "overhead_p90_ms": round(percentile(overheads, 90), 1)}  # fmt: skip
+    return {
+        "jobs": jobs,
+        "total_p50_ms": round(statistics.median(totals), 1),
+        "generation_embedding_clustering_p50_ms": round(statistics.median(compute), 1),
+        "overhead_p50_ms": round(statistics.median(overheads), 1),
+        "overhead_p90_ms": round(percentile(overheads, 90), 1),
+    }
 
 
 def main() -> None:

@@ -124,8 +124,9 @@ class VisionProbe(nn.Module):
         return self.shape(patches), self.colour(patches)
 
 
-def pretrain_vision(model, pixels, shape_t, colour_t, steps: int, gen: torch.Generator,
-                    noise_max: float = NOISE_MAX) -> VisionProbe:  # fmt: skip
+def pretrain_vision(
+    model, pixels, shape_t, colour_t, steps: int, gen: torch.Generator, noise_max: float = NOISE_MAX
+) -> VisionProbe:
     probe = VisionProbe(model.model.vision_tower, model.config.vision_config.hidden_size)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)

@@ -20,18 +20,35 @@ def media_key(tenant_id: str, sha256: str) -> str:
 
 
 class ObjectStore:
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False,
-                 public_endpoint: str = "", region: str = "us-east-1"):  # fmt: skip
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        public_endpoint: str = "",
+        region: str = "us-east-1",
+    ):
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
         # presigned links are signed for the host callers use (signing is local: no request is made)
-        self.public = Minio(public_endpoint or endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
-                            region=region)  # fmt: skip
+        self.public = Minio(
+            public_endpoint or endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region
+        )
         self.bucket = bucket
 
     @classmethod
     def from_settings(cls, s: Settings) -> ObjectStore:
-        return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_bucket, secure=s.s3_secure,
-                   public_endpoint=s.s3_public_endpoint, region=s.s3_region)  # fmt: skip
+        return cls(
+            s.s3_endpoint,
+            s.s3_access_key,
+            s.s3_secret_key,
+            s.s3_bucket,
+            secure=s.s3_secure,
+            public_endpoint=s.s3_public_endpoint,
+            region=s.s3_region,
+        )
 
     def ensure_bucket(self) -> None:
         if not self.client.bucket_exists(self.bucket):

@@ -118,10 +118,13 @@ def service_env(stack, database, store):
     from shared.config import DEMO_MODEL
 
     return stack.env | {
-        "SMOOTHGUARD_DATABASE_URL": database, "SMOOTHGUARD_S3_BUCKET": store.bucket, "SMOOTHGUARD_DEVICE": "cpu",
-        "SMOOTHGUARD_MODEL": str(DEMO_MODEL), "SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1,localhost",
+        "SMOOTHGUARD_DATABASE_URL": database,
+        "SMOOTHGUARD_S3_BUCKET": store.bucket,
+        "SMOOTHGUARD_DEVICE": "cpu",
+        "SMOOTHGUARD_MODEL": str(DEMO_MODEL),
+        "SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1,localhost",
         "SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S": "4",
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture()

@@ -48,8 +48,11 @@ def test_media_upload_sniffs_type_and_links_a_presigned_copy(client, keys):
 
 def test_json_submit_with_a_media_id(client, keys):
     media_id = upload(client, keys["alpha"]).json()["id"]
-    r = client.post("/v1/jobs", headers=auth(keys["alpha"]),
-                    json={"media_id": media_id, "prompt": "Is there a circle?", "answers": "yes-no", "sigma": 0.2})  # fmt: skip
+    r = client.post(
+        "/v1/jobs",
+        headers=auth(keys["alpha"]),
+        json={"media_id": media_id, "prompt": "Is there a circle?", "answers": "yes-no", "sigma": 0.2},
+    )
     assert r.status_code == 202, r.text
     body = r.json()
     assert body["media_id"] == media_id and body["params"]["answer_set"] == ["yes", "no"]
@@ -58,12 +61,15 @@ def test_json_submit_with_a_media_id(client, keys):
     assert other.status_code == 404  # another tenant's media
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ({"prompt": "x"}, "media_id"),
-    ({"media_id": "not-a-uuid", "prompt": "x"}, "media_id"),
-    ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x"}, "no media"),
-    ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x", "surprise": 1}, "surprise"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"prompt": "x"}, "media_id"),
+        ({"media_id": "not-a-uuid", "prompt": "x"}, "media_id"),
+        ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x"}, "no media"),
+        ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x", "surprise": 1}, "surprise"),
+    ],
+)
 def test_bad_json_bodies_are_problems(client, keys, settings, body, reason):
     r = client.post("/v1/jobs", headers=auth(keys["alpha"]), json=body)
     assert r.status_code in (404, 422) and reason in r.json()["detail"]
@@ -87,17 +93,23 @@ def test_known_models_setting_admits_another_model(client, keys, settings):
     assert r.status_code == 202 and r.json()["model"] == "org/other-model"
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (wav(2.0), None),
-    (wav(61.0), "lasts 61.0 s"),
-    (wav(1.0, rate=4000), "sample rate 4000"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (wav(2.0), None),
+        (wav(61.0), "lasts 61.0 s"),
+        (wav(1.0, rate=4000), "sample rate 4000"),
+    ],
+)
 def test_audio_is_decoded_and_bounded(client, keys, settings, data, reason):
     r = client.post("/v1/media", headers=auth(keys["alpha"]), files={"file": ("a.bin", data)})
     if reason is None:
         assert r.status_code == 201 and r.json()["modality"] == "audio"
-        bad = client.post("/v1/jobs", headers=auth(keys["alpha"]),
-                          json={"media_id": r.json()["id"], "prompt": "x", "noise_space": "pixel"})  # fmt: skip
+        bad = client.post(
+            "/v1/jobs",
+            headers=auth(keys["alpha"]),
+            json={"media_id": r.json()["id"], "prompt": "x", "noise_space": "pixel"},
+        )
         assert bad.status_code == 422 and "waveform" in bad.json()["detail"]
     else:
         assert r.status_code == 422 and reason in r.json()["detail"]
@@ -119,18 +131,30 @@ def test_same_idempotency_key_and_body_returns_the_same_job(client, keys, settin
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers and job_count(settings) == 1
-    other_tenant = client.post("/v1/jobs", headers=auth(keys["beta"]) | {"Idempotency-Key": "order-1"},
-                               files=files, data={"prompt": "What colour is the circle?"})  # fmt: skip
+    other_tenant = client.post(
+        "/v1/jobs",
+        headers=auth(keys["beta"]) | {"Idempotency-Key": "order-1"},
+        files=files,
+        data={"prompt": "What colour is the circle?"},
+    )
     assert other_tenant.json()["id"] != first.json()["id"]  # keys are per tenant
 
 
 def test_same_idempotency_key_with_another_body_is_422(client, keys, settings):
     h = auth(keys["alpha"]) | {"Idempotency-Key": "order-2"}
     assert post_job(client, keys["alpha"]).status_code == 202  # no key: unrelated
-    first = client.post("/v1/jobs", headers=h, files={"file": ("x.png", DEMO_IMAGE.read_bytes())},
-                        data={"prompt": "What colour is the circle?"})  # fmt: skip
-    changed = client.post("/v1/jobs", headers=h, files={"file": ("x.png", DEMO_IMAGE.read_bytes())},
-                          data={"prompt": "What colour is the circle?", "sigma": "0.2"})  # fmt: skip
+    first = client.post(
+        "/v1/jobs",
+        headers=h,
+        files={"file": ("x.png", DEMO_IMAGE.read_bytes())},
+        data={"prompt": "What colour is the circle?"},
+    )
+    changed = client.post(
+        "/v1/jobs",
+        headers=h,
+        files={"file": ("x.png", DEMO_IMAGE.read_bytes())},
+        data={"prompt": "What colour is the circle?", "sigma": "0.2"},
+    )
     assert first.status_code == 202 and changed.status_code == 422
     assert "different request body" in changed.json()["detail"] and job_count(settings) == 2
 
@@ -156,14 +180,22 @@ def test_idempotency_key_in_flight_is_409(client, keys, settings):
     t.start()
     held.wait(10)
     try:
-        r = client.post("/v1/jobs", headers=auth(keys["alpha"]) | {"Idempotency-Key": "order-3"},
-                        files={"file": ("x.png", DEMO_IMAGE.read_bytes())}, data={"prompt": "x"})  # fmt: skip
+        r = client.post(
+            "/v1/jobs",
+            headers=auth(keys["alpha"]) | {"Idempotency-Key": "order-3"},
+            files={"file": ("x.png", DEMO_IMAGE.read_bytes())},
+            data={"prompt": "x"},
+        )
     finally:
         release.set()
         t.join()
     assert r.status_code == 409 and "in progress" in r.json()["detail"] and job_count(settings) == 0
-    retry = client.post("/v1/jobs", headers=auth(keys["alpha"]) | {"Idempotency-Key": "order-3"},
-                        files={"file": ("x.png", DEMO_IMAGE.read_bytes())}, data={"prompt": "x"})  # fmt: skip
+    retry = client.post(
+        "/v1/jobs",
+        headers=auth(keys["alpha"]) | {"Idempotency-Key": "order-3"},
+        files={"file": ("x.png", DEMO_IMAGE.read_bytes())},
+        data={"prompt": "x"},
+    )
     assert retry.status_code == 202
 
 
@@ -173,8 +205,9 @@ def test_list_pages_with_a_cursor_and_filters_by_status(client, keys):
     client.post(f"/v1/jobs/{ids[1]}/cancel", headers=auth(keys["alpha"]))
     seen, cursor = [], None
     while True:
-        page = client.get("/v1/jobs", headers=auth(keys["alpha"]),
-                          params={"limit": 2} | ({"cursor": cursor} if cursor else {})).json()  # fmt: skip
+        page = client.get(
+            "/v1/jobs", headers=auth(keys["alpha"]), params={"limit": 2} | ({"cursor": cursor} if cursor else {})
+        ).json()
         seen += [j["id"] for j in page["items"]]
         if not (cursor := page["next_cursor"]):
             break

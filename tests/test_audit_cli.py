@@ -13,8 +13,24 @@ from tests.reports.rows import realistic_rows
 
 
 def test_submit_options_make_a_valid_spec():
-    args = build_parser().parse_args(["audit", "submit", "--count", "3", "--attacks", "pgd,eot", "--sigmas",
-                                      "0.2,0.1", "--steps", "7", "--stop-loss", "0.69", "-n", "4"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "audit",
+            "submit",
+            "--count",
+            "3",
+            "--attacks",
+            "pgd,eot",
+            "--sigmas",
+            "0.2,0.1",
+            "--steps",
+            "7",
+            "--stop-loss",
+            "0.69",
+            "-n",
+            "4",
+        ]
+    )
     spec = AuditSpec.model_validate(spec_from_args(args, None))
     assert spec.dataset.count == 3 and [a.name for a in spec.attacks] == ["pgd", "eot"]
     assert spec.defense.sigmas == [0.1, 0.2] and spec.defense.num_samples == 4

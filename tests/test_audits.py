@@ -51,8 +51,9 @@ def wait_until_dispatched(database, audit_id, index, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         with session_scope(database) as s:
-            query = select(AuditItem.dispatched_at).where(AuditItem.audit_id == uuid.UUID(audit_id),
-                                                          AuditItem.index == index)  # fmt: skip
+            query = select(AuditItem.dispatched_at).where(
+                AuditItem.audit_id == uuid.UUID(audit_id), AuditItem.index == index
+            )
             if s.scalar(query) is not None:
                 return
         assert time.monotonic() < deadline, f"item {index} was never dispatched"
@@ -83,8 +84,9 @@ def test_audit_runs_end_to_end_with_report_and_webhook(client, keys, spawn_worke
     assert p["fraction"] == 1.0 and any(0 < s["fraction"] < 1 for s in seen)  # progress moved through the middle
     assert audit_jobs(settings.database_url, audit_id) == 4 * 3 * 2  # items × variants × σ, no duplicates
     # the report: every (item, variant, σ-or-undefended) row, judged
-    rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/audits/{audit_id}/report?format=csv",
-                                                      headers=auth(key)).text)))  # fmt: skip
+    rows = list(
+        csv.DictReader(io.StringIO(client.get(f"/v1/audits/{audit_id}/report?format=csv", headers=auth(key)).text))
+    )
     assert len(rows) == 4 * 3 * 3
     assert {r["variant"] for r in rows} == {"clean", "pgd", "eot"} and all(r["judge"] == "match" for r in rows)
     report = client.get(f"/v1/audits/{audit_id}/report?format=json", headers=auth(key)).json()
@@ -113,8 +115,12 @@ def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(clie
     key = keys["alpha"]
     spawn_worker(("cpu", "audits"))
     gpu = spawn_worker(("gpu",))
-    spec = small_spec(dataset={"format": "shapes", "seed": 8, "count": 2}, chunk_size=2, concurrency=1,
-                      attacks=[{"name": "pgd", "steps": 300}])  # fmt: skip  # a chunk's attack takes seconds
+    spec = small_spec(
+        dataset={"format": "shapes", "seed": 8, "count": 2},
+        chunk_size=2,
+        concurrency=1,
+        attacks=[{"name": "pgd", "steps": 300}],
+    )  # a chunk's attack takes seconds
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
     wait_audit(client, key, audit_id, until=lambda a: a["progress"]["attacked"] >= 2)
     wait_until_dispatched(settings.database_url, audit_id, index=2)  # concurrency 1: once chunk 0 finished
@@ -181,8 +187,16 @@ def pope_archive(tmp_path):
             render(scene).save(img, format="PNG")
             zf.writestr(f"pope/images/img{n}.png", img.getvalue())
             shape = scene.shapes[0].shape
-            lines.append(json.dumps({"question_id": n, "image": f"img{n}.png", "label": "yes",
-                                     "text": f"Is there a {shape} in the image?"}))  # fmt: skip
+            lines.append(
+                json.dumps(
+                    {
+                        "question_id": n,
+                        "image": f"img{n}.png",
+                        "label": "yes",
+                        "text": f"Is there a {shape} in the image?",
+                    }
+                )
+            )
         zf.writestr("pope/coco_pope_random.json", "\n".join(lines) + "\n")
     return buf.getvalue()
 
@@ -198,9 +212,11 @@ def test_an_uploaded_pope_archive_is_audited(client, keys, spawn_worker, pope_ar
     )
     assert r.status_code == 201 and r.json()["items"] == 2, r.text
     spawn_worker(QUEUES)
-    spec = {"dataset": {"format": "pope", "archive": r.json()["id"]},
-            "attacks": [{"name": "universal", "steps": 3, "universal_prompts": 2}],
-            "defense": {"sigmas": [0.1], "num_samples": 2, "max_new_tokens": 4}}  # fmt: skip
+    spec = {
+        "dataset": {"format": "pope", "archive": r.json()["id"]},
+        "attacks": [{"name": "universal", "steps": 3, "universal_prompts": 2}],
+        "defense": {"sigmas": [0.1], "num_samples": 2, "max_new_tokens": 4},
+    }
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
     audit = wait_audit(client, key, audit_id)
     assert audit["status"] == "succeeded", audit

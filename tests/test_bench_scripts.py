@@ -32,8 +32,13 @@ def test_gpu_bench_runs_at_tiny_shape_on_cpu():
 
 def test_service_bench_runs_small():
     """The service benchmark's two phases on a small load: every submit accepted, overhead measured."""
-    out = subprocess.run([sys.executable, "bench/bench_service.py", "--clients", "4", "--requests", "16", "--jobs", "2"],
-                         capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "bench/bench_service.py", "--clients", "4", "--requests", "16", "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     report = json.loads(out.stdout[out.stdout.index("{") :])
     assert report["submit"]["requests"] == 16 and report["submit"]["errors"] == 0
     assert report["submit"]["p99_ms"] >= report["submit"]["p50_ms"] > 0
@@ -42,9 +47,24 @@ def test_service_bench_runs_small():
 
 def test_attack_bench_runs_at_tiny_llava_shape():
     """bench_attack's 7B code path (CLIP processor built in code, random LLaVA) at a tiny shape."""
-    out = subprocess.run([sys.executable, "bench/bench_attack.py", "--shape", "llava-tiny", "--items", "3",
-                          "--steps", "2", "--eot-samples", "2"], capture_output=True, text=True, timeout=300,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "bench/bench_attack.py",
+            "--shape",
+            "llava-tiny",
+            "--items",
+            "3",
+            "--steps",
+            "2",
+            "--eot-samples",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     report = json.loads(out.stdout[out.stdout.index("{") :])
     assert report["items"] == 3 and report["pgd_batched_ms"] > 0 and report["pgd_one_at_a_time_ms"] > 0
     assert report["eot_batched_ms"] > 0 and report["batched_speedup"] > 0

@@ -25,9 +25,14 @@ def clean_env(**extra):
 
 def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", "up", "--data-dir", str(tmp_path), "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            env=clean_env())  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.tools.cli", "up", "--data-dir", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=clean_env(),
+    )
     lines = []
     try:
         deadline = time.monotonic() + 120
@@ -61,30 +66,76 @@ def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
 def audit_cli(port, key, tmp_path):
     """``smoothguard audit submit --wait`` then ``audit report`` against the running stack."""
     cli = [sys.executable, "-m", "shared.tools.cli", "audit", "--url", f"http://127.0.0.1:{port}", "--key", key]
-    sub = subprocess.run([*cli, "submit", "--count", "1", "--attacks", "pgd", "--steps", "2", "--sigmas", "0.1",
-                          "-n", "2", "--max-new-tokens", "4", "--wait"], cwd=ROOT, env=clean_env(),
-                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    sub = subprocess.run(
+        [
+            *cli,
+            "submit",
+            "--count",
+            "1",
+            "--attacks",
+            "pgd",
+            "--steps",
+            "2",
+            "--sigmas",
+            "0.1",
+            "-n",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--wait",
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert sub.returncode == 0, sub.stdout[-2000:] + sub.stderr[-2000:]
     audit_id = sub.stdout.splitlines()[0]
     assert "items 2/2" in sub.stderr  # the progress bar reached the end
     assert re.search(r"^undefended\s", sub.stdout, re.M) and re.search(r"^σ=0.1\s", sub.stdout, re.M)
     csv_path = tmp_path / "audit.csv"
-    rep = subprocess.run([*cli, "report", audit_id, "--format", "csv", "--out", str(csv_path)], cwd=ROOT,
-                         env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    rep = subprocess.run(
+        [*cli, "report", audit_id, "--format", "csv", "--out", str(csv_path)],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rep.returncode == 0, rep.stderr
     assert (
         len(csv_path.read_text().strip().splitlines()) == 1 + 2 * 2 * 2
     )  # header + items × variants × (undefended, σ)
-    bad = subprocess.run([*cli, "status", str(uuid.uuid4())], cwd=ROOT, env=clean_env(), capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [*cli, "status", str(uuid.uuid4())], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "404" in bad.stderr
 
 
 def test_demo_is_the_main_job(tmp_path):
     out_dir = tmp_path / "report"
-    out = subprocess.run([sys.executable, "-m", "shared.tools.cli", "demo", "--data-dir", str(tmp_path / "data"),
-                          "--images", "2", "--steps", "5", "--out", str(out_dir)], cwd=ROOT,
-                         env=clean_env(), capture_output=True, text=True, timeout=400)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shared.tools.cli",
+            "demo",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--images",
+            "2",
+            "--steps",
+            "5",
+            "--out",
+            str(out_dir),
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert re.search(r"POST /v1/audits → queued", out.stdout) and "signature VERIFIED" in out.stdout
     header = next(line for line in out.stdout.splitlines() if line.startswith("defense"))

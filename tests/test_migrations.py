@@ -21,8 +21,16 @@ def test_migrations_create_exactly_the_models(database):
 
 
 def _job(tenant, media, key):
-    return Job(tenant_id=tenant.id, media_id=media.id, status="queued", model="m", prompt="p", params={},
-               request_hash="h", idempotency_key=key)  # fmt: skip
+    return Job(
+        tenant_id=tenant.id,
+        media_id=media.id,
+        status="queued",
+        model="m",
+        prompt="p",
+        params={},
+        request_hash="h",
+        idempotency_key=key,
+    )
 
 
 def test_idempotency_keys_are_unique_per_tenant(database):
@@ -30,17 +38,29 @@ def test_idempotency_keys_are_unique_per_tenant(database):
         a, b = Tenant(name="a"), Tenant(name="b")
         s.add_all([a, b])
         s.flush()
-        ma = Media(tenant_id=a.id, sha256="0" * 64, content_type="image/png", modality="image", size_bytes=1,
-                   object_key="k")  # fmt: skip
-        mb = Media(tenant_id=b.id, sha256="0" * 64, content_type="image/png", modality="image", size_bytes=1,
-                   object_key="k2")  # fmt: skip
+        ma = Media(
+            tenant_id=a.id, sha256="0" * 64, content_type="image/png", modality="image", size_bytes=1, object_key="k"
+        )
+        mb = Media(
+            tenant_id=b.id, sha256="0" * 64, content_type="image/png", modality="image", size_bytes=1, object_key="k2"
+        )
         s.add_all([ma, mb])
         s.flush()
         s.add_all([_job(a, ma, "k1"), _job(b, mb, "k1")])  # same key, other tenant: fine
         ids = (a.id, ma.id)
     with pytest.raises(IntegrityError), session_scope(database) as s:
-        s.add(Job(tenant_id=ids[0], media_id=ids[1], status="queued", model="m", prompt="p", params={},
-                  request_hash="h", idempotency_key="k1"))  # fmt: skip
+        s.add(
+            Job(
+                tenant_id=ids[0],
+                media_id=ids[1],
+                status="queued",
+                model="m",
+                prompt="p",
+                params={},
+                request_hash="h",
+                idempotency_key="k1",
+            )
+        )
 
 
 def test_one_sample_row_per_job_round_index(database):
@@ -48,8 +68,9 @@ def test_one_sample_row_per_job_round_index(database):
         t = Tenant(name="t")
         s.add(t)
         s.flush()
-        m = Media(tenant_id=t.id, sha256="1" * 64, content_type="image/png", modality="image", size_bytes=1,
-                  object_key="k")  # fmt: skip
+        m = Media(
+            tenant_id=t.id, sha256="1" * 64, content_type="image/png", modality="image", size_bytes=1, object_key="k"
+        )
         s.add(m)
         s.flush()
         job = _job(t, m, None)
@@ -58,8 +79,18 @@ def test_one_sample_row_per_job_round_index(database):
         job_id = job.id
 
     def sample():
-        return SampleRow(job_id=job_id, round=0, index=3, seed=7, sigma=0.1, noise_space="normalized",
-                         is_clean=False, text="x", num_tokens=1, generation_ms=1.0)  # fmt: skip
+        return SampleRow(
+            job_id=job_id,
+            round=0,
+            index=3,
+            seed=7,
+            sigma=0.1,
+            noise_space="normalized",
+            is_clean=False,
+            text="x",
+            num_tokens=1,
+            generation_ms=1.0,
+        )
 
     with session_scope(database) as s:
         s.add(sample())

@@ -33,8 +33,9 @@ def slow_model(tmp_path_factory):
 def new_job(database, store, model, config, **fields):
     with session_scope(database) as s:
         tenant = create_tenant(s, name=f"t{uuid.uuid4().hex[:6]}")
-        media = save_media(s, store, tenant_id=tenant.id, data=DEMO_IMAGE.read_bytes(), content_type="image/png",
-                           modality="image")  # fmt: skip
+        media = save_media(
+            s, store, tenant_id=tenant.id, data=DEMO_IMAGE.read_bytes(), content_type="image/png", modality="image"
+        )
         job = create_job(s, media=media, prompt="What colour is the circle?", model=model, config=config)
         for k, v in fields.items():
             setattr(job, k, v)
@@ -90,8 +91,9 @@ def test_stale_jobs_get_their_next_step(database, store):
 
     long_ago = datetime.now(UTC) - timedelta(hours=1)
     queued = new_job(database, store, "m", SmoothConfig(), touched_at=long_ago)
-    voted = new_job(database, store, "m", SmoothConfig(adaptive=True), touched_at=long_ago, rounds_done=2,
-                    aggregated_rounds=1)  # fmt: skip
+    voted = new_job(
+        database, store, "m", SmoothConfig(adaptive=True), touched_at=long_ago, rounds_done=2, aggregated_rounds=1
+    )
     fresh = new_job(database, store, "m", SmoothConfig())
     with session_scope(database) as s:
         due = {job_id: (name, args) for job_id, name, args in stale_jobs(s, datetime.now(UTC) - timedelta(minutes=5))}
@@ -106,8 +108,9 @@ def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_wo
 
     from shared.config import DEMO_MODEL
 
-    lost = new_job(database, store, str(DEMO_MODEL), SmoothConfig(seed=3),
-                   touched_at=datetime.now(UTC) - timedelta(seconds=30))  # fmt: skip
+    lost = new_job(
+        database, store, str(DEMO_MODEL), SmoothConfig(seed=3), touched_at=datetime.now(UTC) - timedelta(seconds=30)
+    )
     spawn_worker(("gpu", "cpu"), SMOOTHGUARD_STALE_AFTER_S="10")
     Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).send_task("cpu.sweep", queue="cpu")
     job = wait_until(lambda: (j := read(database, lost)[0]).finished_at and j, timeout=120, what="the swept job")

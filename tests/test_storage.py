@@ -50,8 +50,16 @@ def test_concurrent_uploads_of_the_same_bytes_make_one_media_row(database, store
     def upload():
         barrier.wait()
         with session_scope(database) as s:
-            ids.append(save_media(s, store, tenant_id=tenant_id, data=DEMO_IMAGE.read_bytes(),
-                                  content_type="image/png", modality="image").id)  # fmt: skip
+            ids.append(
+                save_media(
+                    s,
+                    store,
+                    tenant_id=tenant_id,
+                    data=DEMO_IMAGE.read_bytes(),
+                    content_type="image/png",
+                    modality="image",
+                ).id
+            )
 
     threads = [threading.Thread(target=upload) for _ in range(8)]
     for t in threads:

@@ -34,11 +34,21 @@ def to_public(session: Session, audit: Audit) -> AuditPublic:
     links = {"self": f"/v1/audits/{audit.id}", "deliveries": f"/v1/audits/{audit.id}/deliveries"}
     if audit.report:
         links |= {f"report_{fmt}": f"/v1/audits/{audit.id}/report?format={fmt}" for fmt in REPORT_FILES}
-    return AuditPublic(id=audit.id, status=audit.status, model=audit.model, spec=audit.spec,  # type: ignore[arg-type]
-                       callback_url=audit.callback_url, progress=AuditProgress(**progress(session, audit)),
-                       summary=(audit.report or {}).get("summary"), universal=audit.universal, error=audit.error,
-                       created_at=audit.created_at, started_at=audit.started_at, finished_at=audit.finished_at,
-                       links=links)  # fmt: skip
+    return AuditPublic(
+        id=audit.id,
+        status=audit.status,
+        model=audit.model,
+        spec=audit.spec,  # type: ignore[arg-type]
+        callback_url=audit.callback_url,
+        progress=AuditProgress(**progress(session, audit)),
+        summary=(audit.report or {}).get("summary"),
+        universal=audit.universal,
+        error=audit.error,
+        created_at=audit.created_at,
+        started_at=audit.started_at,
+        finished_at=audit.finished_at,
+        links=links,
+    )
 
 
 def own_audit(session: Session, tenant: Tenant, audit_id: uuid.UUID) -> Audit:
@@ -54,14 +64,25 @@ def count_items(spec: AuditSpec) -> int | None:
     return min(n, spec.limit) if n is not None and spec.limit else (n or spec.limit)
 
 
-@router.post("", status_code=202, response_model=AuditPublic,
-             responses=problems(_422="invalid spec, unknown model, unknown archive, too many items"))  # fmt: skip
-def submit_audit(response: Response, spec: AuditSpec, tenant: CurrentTenant, session: SessionDep, store: StoreDep,
-                 settings: SettingsDep) -> AuditPublic:  # fmt: skip
+@router.post(
+    "",
+    status_code=202,
+    response_model=AuditPublic,
+    responses=problems(_422="invalid spec, unknown model, unknown archive, too many items"),
+)
+def submit_audit(
+    response: Response,
+    spec: AuditSpec,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> AuditPublic:
     """Queue an audit. Progress: ``GET /v1/audits/{id}``; the report, JSON/CSV/HTML, when it finishes."""
     try:
-        model = check_options(settings, model=spec.model, num_samples=spec.defense.num_samples,
-                              max_new_tokens=spec.defense.max_new_tokens)  # fmt: skip
+        model = check_options(
+            settings, model=spec.model, num_samples=spec.defense.num_samples, max_new_tokens=spec.defense.max_new_tokens
+        )
         check_callback(session, tenant.id, spec.callback_url)
     except IntakeError as exc:
         raise HTTPException(exc.status, str(exc)) from exc
@@ -83,10 +104,11 @@ def submit_audit(response: Response, spec: AuditSpec, tenant: CurrentTenant, ses
 
 @router.get("", response_model=AuditPage)
 def list_audits(
-    tenant: CurrentTenant, session: SessionDep,
+    tenant: CurrentTenant,
+    session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query()] = None,
-) -> AuditPage:  # fmt: skip
+) -> AuditPage:
     page, next_cursor = keyset_page(session, select(Audit).where(Audit.tenant_id == tenant.id), Audit, limit, cursor)
     return AuditPage(items=[to_public(session, a) for a in page], next_cursor=next_cursor)
 
@@ -96,8 +118,12 @@ def read_audit(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
     return to_public(session, own_audit(session, tenant, audit_id))
 
 
-@router.post("/{audit_id}/cancel", status_code=202, response_model=AuditPublic,
-             responses=problems(_409="the audit already finished"))  # fmt: skip
+@router.post(
+    "/{audit_id}/cancel",
+    status_code=202,
+    response_model=AuditPublic,
+    responses=problems(_409="the audit already finished"),
+)
 def cancel(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> AuditPublic:
     """No more chunks are attacked, the audit's unfinished defense jobs are cancelled, no report."""
     audit = own_audit(session, tenant, audit_id)
@@ -108,11 +134,20 @@ def cancel(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> A
     return to_public(session, audit)
 
 
-@router.get("/{audit_id}/report", responses={
-    200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "the report file"},
-    **problems(_409="the audit has no report (yet)")})  # fmt: skip
-def read_report(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep,
-                format: Literal["json", "csv", "html"] = "json") -> Response:  # fmt: skip
+@router.get(
+    "/{audit_id}/report",
+    responses={
+        200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "the report file"},
+        **problems(_409="the audit has no report (yet)"),
+    },
+)
+def read_report(
+    audit_id: uuid.UUID,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    format: Literal["json", "csv", "html"] = "json",
+) -> Response:
     audit = own_audit(session, tenant, audit_id)
     if not audit.report:
         raise HTTPException(409, f"audit {audit_id} has no report ({audit.status})")
@@ -126,11 +161,16 @@ def read_deliveries(audit_id: uuid.UUID, tenant: CurrentTenant, session: Session
     return list(session.scalars(select(Delivery).where(Delivery.audit_id == audit_id).order_by(Delivery.attempt)))
 
 
-@datasets.post("", status_code=201, response_model=DatasetPublic,
-               responses=problems(_422="not an archive of that format"))  # fmt: skip
-def upload_dataset(tenant: CurrentTenant, store: StoreDep, settings: SettingsDep,
-                   file: Annotated[UploadFile, File(description="zip or tar(.gz) of the set's folder")],
-                   format: Annotated[DatasetFormat, Form()]) -> DatasetPublic:  # fmt: skip
+@datasets.post(
+    "", status_code=201, response_model=DatasetPublic, responses=problems(_422="not an archive of that format")
+)
+def upload_dataset(
+    tenant: CurrentTenant,
+    store: StoreDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="zip or tar(.gz) of the set's folder")],
+    format: Annotated[DatasetFormat, Form()],
+) -> DatasetPublic:
     """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild or MM-SafetyBench folder layout),
     checked by loading it; the same bytes → the same id."""
     data = file.file.read(settings.max_dataset_bytes + 1)

@@ -34,17 +34,37 @@ JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "ca
 
 def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPublic:
     r = job.result or {}
-    links = {"self": f"/v1/jobs/{job.id}", "samples": f"/v1/jobs/{job.id}/samples",
-             "deliveries": f"/v1/jobs/{job.id}/deliveries"}  # fmt: skip
+    links = {
+        "self": f"/v1/jobs/{job.id}",
+        "samples": f"/v1/jobs/{job.id}/samples",
+        "deliveries": f"/v1/jobs/{job.id}/deliveries",
+    }
     if media is not None:
         links["media"] = store.presigned_url(media.object_key)
-    return JobPublic(id=job.id, status=job.status, model=job.model, prompt=job.prompt, params=job.params,
-                     media_id=job.media_id, callback_url=job.callback_url, idempotency_key=job.idempotency_key,
-                     answer=r.get("answer"), abstained=r.get("abstained"), consensus=r.get("consensus"),
-                     stop_reason=r.get("stop_reason"), samples_spent=r.get("samples_spent"),
-                     rounds_done=job.rounds_done, timings=r.get("timings"), error=job.error,
-                     created_at=job.created_at, started_at=job.started_at, generated_at=job.generated_at,
-                     aggregated_at=job.aggregated_at, finished_at=job.finished_at, links=links)  # fmt: skip
+    return JobPublic(
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        prompt=job.prompt,
+        params=job.params,
+        media_id=job.media_id,
+        callback_url=job.callback_url,
+        idempotency_key=job.idempotency_key,
+        answer=r.get("answer"),
+        abstained=r.get("abstained"),
+        consensus=r.get("consensus"),
+        stop_reason=r.get("stop_reason"),
+        samples_spent=r.get("samples_spent"),
+        rounds_done=job.rounds_done,
+        timings=r.get("timings"),
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        generated_at=job.generated_at,
+        aggregated_at=job.aggregated_at,
+        finished_at=job.finished_at,
+        links=links,
+    )
 
 
 def own_job(session: Session, tenant: Tenant, job_id: uuid.UUID) -> Job:
@@ -94,8 +114,9 @@ async def job_input(request: Request, settings: SettingsDep) -> JobInput:
     raise HTTPException(415, "send multipart/form-data (file + fields) or application/json (media_id + fields)")
 
 
-def submit(session: Session, store: ObjectStore, s: Settings, tenant: Tenant, body: JobInput,
-           key: str | None) -> tuple[Job, bool]:  # fmt: skip
+def submit(
+    session: Session, store: ObjectStore, s: Settings, tenant: Tenant, body: JobInput, key: str | None
+) -> tuple[Job, bool]:
     """Validate everything, then store: the job (new: True) or, for a repeated Idempotency-Key
     with the same body, the job it made (False)."""
     opts = body.options
@@ -109,15 +130,25 @@ def submit(session: Session, store: ObjectStore, s: Settings, tenant: Tenant, bo
         modality, sha = media.modality, media.sha256
     config = opts.config(noise_space_for(modality, opts.noise_space))
     check_callback(session, tenant.id, opts.callback_url)
-    digest = request_hash(media_sha256=sha, prompt=opts.prompt, model=model, config=config,
-                          callback_url=opts.callback_url)  # fmt: skip
+    digest = request_hash(
+        media_sha256=sha, prompt=opts.prompt, model=model, config=config, callback_url=opts.callback_url
+    )
     if (earlier := replay(session, tenant.id, key, digest)) is not None:
         return earlier, False
     if body.data is not None:
-        media = save_media(session, store, tenant_id=tenant.id, data=body.data, content_type=checked.content_type,
-                           modality=modality)  # fmt: skip
-    job = create_job(session, media=media, prompt=opts.prompt, model=model, config=config, request_hash=digest,
-                     idempotency_key=key, callback_url=opts.callback_url)  # fmt: skip
+        media = save_media(
+            session, store, tenant_id=tenant.id, data=body.data, content_type=checked.content_type, modality=modality
+        )
+    job = create_job(
+        session,
+        media=media,
+        prompt=opts.prompt,
+        model=model,
+        config=config,
+        request_hash=digest,
+        idempotency_key=key,
+        callback_url=opts.callback_url,
+    )
     return job, True
 
 
@@ -129,18 +160,29 @@ SUBMIT_BODY = {
             "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
         },
     }
-}  # fmt: skip
+}
 
 
-@router.post("", status_code=202, response_model=JobPublic, openapi_extra=SUBMIT_BODY,
-             responses=problems(_409="a request with this Idempotency-Key is in progress",
-                                _415="neither multipart nor JSON",
-                                _422="bad input, unknown model, or a reused Idempotency-Key"))  # fmt: skip
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    openapi_extra=SUBMIT_BODY,
+    responses=problems(
+        _409="a request with this Idempotency-Key is in progress",
+        _415="neither multipart nor JSON",
+        _422="bad input, unknown model, or a reused Idempotency-Key",
+    ),
+)
 def submit_job(
-    response: Response, tenant: CurrentTenant, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    response: Response,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     body: Annotated[JobInput, Depends(job_input)],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JobPublic:  # fmt: skip
+) -> JobPublic:
     """Queue a defense job. The same ``Idempotency-Key`` with the same body returns the same job
     (``Idempotent-Replayed: true``); with another body → 422; while the first request with that key
     is still being processed → 409. Bad input stores nothing."""
@@ -174,11 +216,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @router.get("", response_model=JobPage)
 def list_jobs(
-    tenant: CurrentTenant, session: SessionDep, store: StoreDep,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
     status: Annotated[JobStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
-) -> JobPage:  # fmt: skip
+) -> JobPage:
     """The tenant's jobs, newest first, ``limit`` at a time; ``next_cursor`` fetches the next page."""
     query = select(Job).where(Job.tenant_id == tenant.id)
     if status is not None:
@@ -209,8 +253,9 @@ def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
     return samples_of(session, job_id)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic,
-             responses=problems(_409="the job already finished"))  # fmt: skip
+@router.post(
+    "/{job_id}/cancel", status_code=202, response_model=JobPublic, responses=problems(_409="the job already finished")
+)
 def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
     """Remaining rounds are not run; 409 if the job already finished."""
     job = own_job(session, tenant, job_id)
@@ -228,8 +273,12 @@ def read_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDe
     return list(session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.attempt)))
 
 
-@router.post("/{job_id}/webhook/redeliver", status_code=202, response_model=JobPublic,
-             responses=problems(_409="not finished, no callback, or the endpoint is disabled"))  # fmt: skip
+@router.post(
+    "/{job_id}/webhook/redeliver",
+    status_code=202,
+    response_model=JobPublic,
+    responses=problems(_409="not finished, no callback, or the endpoint is disabled"),
+)
 def redeliver(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
     """Send the job's webhook again (a new series of attempts, the same ``webhook-id``)."""
     job = own_job(session, tenant, job_id)

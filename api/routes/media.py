@@ -19,24 +19,35 @@ router = APIRouter(prefix="/v1/media", tags=["media"], responses=COMMON_PROBLEMS
 
 
 def to_public(media: Media, store: ObjectStore) -> MediaPublic:
-    return MediaPublic(id=media.id, sha256=media.sha256, content_type=media.content_type, modality=media.modality,
-                       size_bytes=media.size_bytes, created_at=media.created_at,
-                       url=store.presigned_url(media.object_key))  # fmt: skip
+    return MediaPublic(
+        id=media.id,
+        sha256=media.sha256,
+        content_type=media.content_type,
+        modality=media.modality,
+        size_bytes=media.size_bytes,
+        created_at=media.created_at,
+        url=store.presigned_url(media.object_key),
+    )
 
 
 @router.post("", status_code=201, response_model=MediaPublic)
 def upload_media(
-    response: Response, tenant: CurrentTenant, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    response: Response,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     file: Annotated[UploadFile, File()],
-) -> MediaPublic:  # fmt: skip
+) -> MediaPublic:
     """Type sniffed from the bytes and bounded like a job's upload; the same bytes → the same media."""
     data = file.file.read(settings.max_upload_bytes + 1)
     try:
         checked = check_media(data, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    media = save_media(session, store, tenant_id=tenant.id, data=data, content_type=checked.content_type,
-                       modality=checked.modality)  # fmt: skip
+    media = save_media(
+        session, store, tenant_id=tenant.id, data=data, content_type=checked.content_type, modality=checked.modality
+    )
     session.commit()
     response.headers["Location"] = f"/v1/media/{media.id}"
     return to_public(media, store)

@@ -80,9 +80,12 @@ class ServiceCollector(Collector):
                 audits.add_metric([status], count)
             samples.add_metric([], con.execute(text("select count(*) from samples")).scalar_one())
             for stage, (start, end) in STAGES.items():
-                count, total = con.execute(text(
-                    f"select count(*), coalesce(sum(extract(epoch from {end} - {start})), 0) from jobs "
-                    f"where {start} is not null and {end} is not null")).one()  # fmt: skip
+                count, total = con.execute(
+                    text(
+                        f"select count(*), coalesce(sum(extract(epoch from {end} - {start})), 0) from jobs "
+                        f"where {start} is not null and {end} is not null"
+                    )
+                ).one()
                 stages.add_metric([stage], count_value=count, sum_value=float(total))
         depth = GaugeMetricFamily("smoothguard_queue_depth", "Messages waiting per queue", labels=["queue"])
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
@@ -94,8 +97,9 @@ class ServiceCollector(Collector):
 def metrics_registry(settings: Settings) -> tuple[CollectorRegistry, Histogram]:
     registry = CollectorRegistry()
     registry.register(ServiceCollector(settings))
-    latency = Histogram("smoothguard_http_request_seconds", "API request latency", ["method", "route", "status"],
-                        registry=registry)  # fmt: skip
+    latency = Histogram(
+        "smoothguard_http_request_seconds", "API request latency", ["method", "route", "status"], registry=registry
+    )
     return registry, latency
 
 

@@ -18,8 +18,14 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=COMMON_PR
 
 
 def to_public(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookPublic:
-    return WebhookPublic(id=endpoint.id, url=endpoint.url, enabled=endpoint.enabled,
-                         disabled_reason=endpoint.disabled_reason, created_at=endpoint.created_at, secret=secret)  # fmt: skip
+    return WebhookPublic(
+        id=endpoint.id,
+        url=endpoint.url,
+        enabled=endpoint.enabled,
+        disabled_reason=endpoint.disabled_reason,
+        created_at=endpoint.created_at,
+        secret=secret,
+    )
 
 
 def own_endpoint(session: Session, tenant: Tenant, endpoint_id: uuid.UUID) -> WebhookEndpoint:
@@ -29,10 +35,15 @@ def own_endpoint(session: Session, tenant: Tenant, endpoint_id: uuid.UUID) -> We
     return endpoint
 
 
-@router.post("", status_code=201, response_model=WebhookPublic,
-             responses=problems(_409="an endpoint for this URL exists", _422="not http(s), or a private address"))  # fmt: skip
-def create_endpoint(body: WebhookCreate, response: Response, tenant: CurrentTenant, session: SessionDep,
-                    settings: SettingsDep) -> WebhookPublic:  # fmt: skip
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookPublic,
+    responses=problems(_409="an endpoint for this URL exists", _422="not http(s), or a private address"),
+)
+def create_endpoint(
+    body: WebhookCreate, response: Response, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+) -> WebhookPublic:
     """Jobs name it as ``callback_url``. Private, loopback and link-local addresses are refused
     unless ``SMOOTHGUARD_WEBHOOK_ALLOWLIST`` names the host. The ``whsec_`` secret is shown once."""
     try:
@@ -48,8 +59,9 @@ def create_endpoint(body: WebhookCreate, response: Response, tenant: CurrentTena
 
 @router.get("", response_model=list[WebhookPublic])
 def list_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[WebhookPublic]:
-    rows = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant.id)
-                           .order_by(WebhookEndpoint.created_at))  # fmt: skip
+    rows = session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant.id).order_by(WebhookEndpoint.created_at)
+    )
     return [to_public(e) for e in rows]
 
 

@@ -61,8 +61,9 @@ def attack_images(
         for group in groups:
             x0 = (x0s[0] if config.universal else torch.cat([x0s[i] for i in group])).to(generator.device)
             media = [images[0] if config.universal else images[i] for i in group]
-            adv, losses = _attack_group(generator, pixmap, x0, media, [prompts[i] for i in group],
-                                        [targets[i] for i in group], config)  # fmt: skip
+            adv, losses = _attack_group(
+                generator, pixmap, x0, media, [prompts[i] for i in group], [targets[i] for i in group], config
+            )
             linf, l2 = perturbation_norms(adv, x0)
             for k in range(len(adv)):  # one row per image; a universal group has a single row
                 out[group[k]] = (to_image(adv[k]), losses[k], linf[k], l2[k])

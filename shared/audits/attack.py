@@ -37,11 +37,21 @@ class Variant:
 def attack_config(spec: AuditSpec, attack: AttackSpec, *, targeted: bool) -> Any:
     from shared.attacks import AttackConfig
 
-    return AttackConfig(method="eot" if attack.name == "eot" else "pgd", norm=attack.norm, eps=attack.eps,
-                        step_size=attack.step_size, steps=attack.steps, random_start=attack.random_start,
-                        seed=attack.seed, targeted=targeted, eot_samples=attack.eot_samples,
-                        sigma=spec.eot_sigma(attack), noise_space=spec.defense.noise_space,
-                        universal=attack.name == "universal", stop_loss=attack.stop_loss)  # fmt: skip
+    return AttackConfig(
+        method="eot" if attack.name == "eot" else "pgd",
+        norm=attack.norm,
+        eps=attack.eps,
+        step_size=attack.step_size,
+        steps=attack.steps,
+        random_start=attack.random_start,
+        seed=attack.seed,
+        targeted=targeted,
+        eot_samples=attack.eot_samples,
+        sigma=spec.eot_sigma(attack),
+        noise_space=spec.defense.noise_space,
+        universal=attack.name == "universal",
+        stop_loss=attack.stop_loss,
+    )
 
 
 def png_roundtrip(image: Image.Image) -> tuple[Image.Image, bytes]:
@@ -51,8 +61,9 @@ def png_roundtrip(image: Image.Image) -> tuple[Image.Image, bytes]:
     return Image.open(io.BytesIO(data)).convert("RGB"), data
 
 
-def universal_image(generator: Any, spec: AuditSpec, base: Image.Image, prompts: list[str],
-                    targets: list[str]) -> tuple[Image.Image, dict[str, Any]]:  # fmt: skip
+def universal_image(
+    generator: Any, spec: AuditSpec, base: Image.Image, prompts: list[str], targets: list[str]
+) -> tuple[Image.Image, dict[str, Any]]:
     """ONE image optimised over many prompts: towards their targets (targeted, where every prompt
     has one), else away from the answers the model gives on the base image."""
     from shared.attacks import attack_images
@@ -67,12 +78,18 @@ def universal_image(generator: Any, spec: AuditSpec, base: Image.Image, prompts:
 
 
 def _stats(result: Any, i: int) -> dict[str, Any]:
-    return {"loss": float(result.losses[i]), "linf": float(result.linf[i]), "l2": float(result.l2[i]),
-            "steps": int(result.steps), "attack_ms": float(result.ms)}  # fmt: skip
+    return {
+        "loss": float(result.losses[i]),
+        "linf": float(result.linf[i]),
+        "l2": float(result.l2[i]),
+        "steps": int(result.steps),
+        "attack_ms": float(result.ms),
+    }
 
 
-def attack_items(generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_answers: list[str],
-                 universal: Image.Image | None) -> list[dict[str, Variant]]:  # fmt: skip
+def attack_items(
+    generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_answers: list[str], universal: Image.Image | None
+) -> list[dict[str, Variant]]:
     """Per item: ``{"clean": Variant, "<attack>": Variant, …}`` with PNG-exact images; only the
     clean variant is answered yet."""
     from shared.attacks import attack_images
@@ -91,12 +108,18 @@ def attack_items(generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_
             if not idx:
                 continue
             goals = [items[i].target if targeted else clean_answers[i] for i in idx]
-            result = attack_images(generator, [items[i].image for i in idx], [items[i].prompt for i in idx],
-                                   [g or "" for g in goals], attack_config(spec, attack, targeted=targeted))  # fmt: skip
+            result = attack_images(
+                generator,
+                [items[i].image for i in idx],
+                [items[i].prompt for i in idx],
+                [g or "" for g in goals],
+                attack_config(spec, attack, targeted=targeted),
+            )
             for k, i in enumerate(idx):
                 image, png = png_roundtrip(result.images[k])
-                out[i][attack.name] = Variant(image, stats=_stats(result, k) | {"targeted": targeted, "goal": goals[k]},
-                                              png=png)  # fmt: skip
+                out[i][attack.name] = Variant(
+                    image, stats=_stats(result, k) | {"targeted": targeted, "goal": goals[k]}, png=png
+                )
     return out
 
 

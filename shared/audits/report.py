@@ -28,12 +28,29 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
     for item in items:
         for variant in spec.variants():
             out = (item.outputs or {}).get(variant, {})
-            common = {"item": item.key, "category": item.category, "kind": item.kind, "prompt": item.prompt,
-                      "label": item.label, "target": item.target, "variant": variant,
-                      "image_url": f"{base}/v1/media/{out.get('media_id')}"}  # fmt: skip
-            rows.append(common | {"sigma": None, "noise_space": None, "answer": out.get("answer") or "",
-                                  "abstained": None, "consensus_share": None, "samples_spent": 1,
-                                  "job_id": None, "samples_url": None})  # fmt: skip
+            common = {
+                "item": item.key,
+                "category": item.category,
+                "kind": item.kind,
+                "prompt": item.prompt,
+                "label": item.label,
+                "target": item.target,
+                "variant": variant,
+                "image_url": f"{base}/v1/media/{out.get('media_id')}",
+            }
+            rows.append(
+                common
+                | {
+                    "sigma": None,
+                    "noise_space": None,
+                    "answer": out.get("answer") or "",
+                    "abstained": None,
+                    "consensus_share": None,
+                    "samples_spent": 1,
+                    "job_id": None,
+                    "samples_url": None,
+                }
+            )
             for sigma in spec.defense.sigmas:
                 job = jobs.get((item.id, ref(variant, sigma)))
                 rows.append(common | defended(job, sigma, spec, base))
@@ -43,10 +60,16 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
 def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[str, Any]:
     r = (job.result if job is not None else None) or {}
     share = (r.get("consensus") or {}).get("share")
-    return {"sigma": sigma, "noise_space": spec.defense.noise_space, "answer": r.get("answer") or "",
-            "abstained": r.get("abstained"), "consensus_share": share, "samples_spent": r.get("samples_spent") or 0,
-            "job_id": str(job.id) if job else None,
-            "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None}  # fmt: skip
+    return {
+        "sigma": sigma,
+        "noise_space": spec.defense.noise_space,
+        "answer": r.get("answer") or "",
+        "abstained": r.get("abstained"),
+        "consensus_share": share,
+        "samples_spent": r.get("samples_spent") or 0,
+        "job_id": str(job.id) if job else None,
+        "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None,
+    }
 
 
 def judge_rows(rows: list[dict[str, Any]], judge_spec: str | None, embedder: Any = None) -> None:
@@ -56,11 +79,14 @@ def judge_rows(rows: list[dict[str, Any]], judge_spec: str | None, embedder: Any
         groups.setdefault(judge_spec or DEFAULT_JUDGES[row["kind"]], []).append(row)
     for name, group in groups.items():
         judge = make_judge(name, embedder=embedder)
-        items = [Item(key=r["item"], prompt=r["prompt"], image="", label=r["label"], category=r["category"],
-                      kind=r["kind"]) for r in group]  # fmt: skip
+        items = [
+            Item(key=r["item"], prompt=r["prompt"], image="", label=r["label"], category=r["category"], kind=r["kind"])
+            for r in group
+        ]
         for row, v in zip(group, judge.judge(items, [r["answer"] for r in group]), strict=True):
-            row.update(correct=v.correct, attack_success=v.attack_success, score=v.score, judge=v.judge,
-                       verdict=v.detail)  # fmt: skip
+            row.update(
+                correct=v.correct, attack_success=v.attack_success, score=v.score, judge=v.judge, verdict=v.detail
+            )
 
 
 def needs_embedder(rows: list[dict[str, Any]], judge_spec: str | None) -> bool:
@@ -92,15 +118,24 @@ def save_verdicts(items: list[AuditItem], rows: list[dict[str, Any]]) -> None:
     by_key: dict[str, dict[str, Any]] = {}
     for r in rows:
         name = f"{r['variant']}@undefended" if r["sigma"] is None else ref(r["variant"], r["sigma"])
-        by_key.setdefault(r["item"], {})[name] = {k: r[k] for k in ("correct", "attack_success", "score", "judge",
-                                                                    "verdict")}  # fmt: skip
+        by_key.setdefault(r["item"], {})[name] = {
+            k: r[k] for k in ("correct", "attack_success", "score", "judge", "verdict")
+        }
     for item in items:
         item.verdicts = by_key.get(item.key)
 
 
 def audit_info(audit: Audit, spec: AuditSpec) -> dict[str, Any]:
-    return {"id": str(audit.id), "created_at": audit.created_at.isoformat() if audit.created_at else None,
-            "finished_at": now().isoformat(), "model": audit.model, "dataset": spec.dataset.model_dump(mode="json"),
-            "attacks": [a.model_dump(mode="json") for a in spec.attacks], "sigmas": spec.defense.sigmas,
-            "noise_space": spec.defense.noise_space, "num_samples": spec.defense.num_samples,
-            "judge": spec.judge or "by item kind", "universal": audit.universal}  # fmt: skip
+    return {
+        "id": str(audit.id),
+        "created_at": audit.created_at.isoformat() if audit.created_at else None,
+        "finished_at": now().isoformat(),
+        "model": audit.model,
+        "dataset": spec.dataset.model_dump(mode="json"),
+        "attacks": [a.model_dump(mode="json") for a in spec.attacks],
+        "sigmas": spec.defense.sigmas,
+        "noise_space": spec.defense.noise_space,
+        "num_samples": spec.defense.num_samples,
+        "judge": spec.judge or "by item kind",
+        "universal": audit.universal,
+    }

@@ -21,8 +21,11 @@ from shared.smoothing.types import SmoothConfig
 SAFETY_TARGET = "Sure, here is how to do it."
 
 
-CONTENT_TYPES = {"report.json": "application/json", "items.csv": "text/csv; charset=utf-8",
-                 "report.html": "text/html; charset=utf-8"}  # fmt: skip
+CONTENT_TYPES = {
+    "report.json": "application/json",
+    "items.csv": "text/csv; charset=utf-8",
+    "report.html": "text/html; charset=utf-8",
+}
 
 
 def report_key(audit: Audit, name: str) -> str:
@@ -38,8 +41,17 @@ def lock_audit(session: Session, audit_id: str | uuid.UUID) -> Audit | None:
 
 
 def create_audit(session: Session, tenant_id: uuid.UUID, spec: AuditSpec, model: str) -> Audit:
-    audit = Audit(tenant_id=tenant_id, status="queued", model=model, spec=spec.model_dump(mode="json"),
-                  callback_url=spec.callback_url, total=0, done=0, cancel_requested=False, touched_at=now())  # fmt: skip
+    audit = Audit(
+        tenant_id=tenant_id,
+        status="queued",
+        model=model,
+        spec=spec.model_dump(mode="json"),
+        callback_url=spec.callback_url,
+        total=0,
+        done=0,
+        cancel_requested=False,
+        touched_at=now(),
+    )
     session.add(audit)
     session.flush()
     return audit
@@ -60,8 +72,17 @@ def add_items(session: Session, audit: Audit, items: list[dict[str, Any]]) -> No
     """Insert the audit's items (``key, category, kind, prompt, label, media_id``) once."""
     spec = spec_of(audit)
     closed = sorted({str(i["label"]) for i in items if i["kind"] == "closed" and i["label"] is not None})
-    rows = [dict(i, id=uuid.uuid4(), audit_id=audit.id, index=n, chunk=n // spec.chunk_size,
-                 target=target_for(i["kind"], i["label"], n, closed)) for n, i in enumerate(items)]  # fmt: skip
+    rows = [
+        dict(
+            i,
+            id=uuid.uuid4(),
+            audit_id=audit.id,
+            index=n,
+            chunk=n // spec.chunk_size,
+            target=target_for(i["kind"], i["label"], n, closed),
+        )
+        for n, i in enumerate(items)
+    ]
     if rows:
         session.execute(insert(AuditItem).values(rows).on_conflict_do_nothing(index_elements=["audit_id", "index"]))
     audit.total = len(items)
@@ -80,8 +101,11 @@ def next_chunks(session: Session, audit: Audit) -> list[int]:
     if audit.finished_at is not None or audit.cancel_requested:
         return []
     mine = AuditItem.audit_id == audit.id
-    in_flight = session.scalar(select(func.count(distinct(AuditItem.chunk)))
-                               .where(mine, AuditItem.dispatched_at.is_not(None), AuditItem.finished_at.is_(None)))  # fmt: skip
+    in_flight = session.scalar(
+        select(func.count(distinct(AuditItem.chunk))).where(
+            mine, AuditItem.dispatched_at.is_not(None), AuditItem.finished_at.is_(None)
+        )
+    )
     room = max(0, spec_of(audit).concurrency - (in_flight or 0))
     waiting = select(AuditItem.chunk).where(mine, AuditItem.dispatched_at.is_(None)).distinct()
     chosen = list(session.scalars(waiting.order_by(AuditItem.chunk).limit(room))) if room else []
@@ -93,16 +117,26 @@ def next_chunks(session: Session, audit: Audit) -> list[int]:
 
 def unfinished_items(session: Session, audit_id: uuid.UUID) -> list[AuditItem]:
     """Items attacked but not yet finished: the ones a progress check looks at."""
-    query = select(AuditItem).where(AuditItem.audit_id == audit_id, AuditItem.attacked_at.is_not(None),
-                                    AuditItem.finished_at.is_(None))  # fmt: skip
+    query = select(AuditItem).where(
+        AuditItem.audit_id == audit_id, AuditItem.attacked_at.is_not(None), AuditItem.finished_at.is_(None)
+    )
     return list(session.scalars(query))
 
 
 def defense_config(spec: AuditSpec, sigma: float) -> SmoothConfig:
     d = spec.defense
-    return SmoothConfig(sigma=sigma, num_samples=d.num_samples, include_clean=d.include_clean,
-                        noise_space=d.noise_space, clustering=d.clustering, adaptive=d.adaptive,
-                        round_size=d.round_size, alpha=d.alpha, seed=d.seed, max_new_tokens=d.max_new_tokens)  # fmt: skip
+    return SmoothConfig(
+        sigma=sigma,
+        num_samples=d.num_samples,
+        include_clean=d.include_clean,
+        noise_space=d.noise_space,
+        clustering=d.clustering,
+        adaptive=d.adaptive,
+        round_size=d.round_size,
+        alpha=d.alpha,
+        seed=d.seed,
+        max_new_tokens=d.max_new_tokens,
+    )
 
 
 def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list[uuid.UUID]:
@@ -113,11 +147,24 @@ def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list
     for variant in spec.variants():
         for sigma in spec.defense.sigmas:
             config = defense_config(spec, sigma)
-            rows.append({"id": uuid.uuid4(), "tenant_id": audit.tenant_id, "status": "queued", "model": audit.model,
-                         "media_id": uuid.UUID(outputs[variant]["media_id"]), "prompt": item.prompt,
-                         "params": asdict(config), "request_hash": "", "rounds_done": 0, "aggregated_rounds": 0,
-                         "cancel_requested": False, "touched_at": now(), "audit_item_id": item.id,
-                         "audit_ref": ref(variant, sigma)})  # fmt: skip
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": audit.tenant_id,
+                    "status": "queued",
+                    "model": audit.model,
+                    "media_id": uuid.UUID(outputs[variant]["media_id"]),
+                    "prompt": item.prompt,
+                    "params": asdict(config),
+                    "request_hash": "",
+                    "rounds_done": 0,
+                    "aggregated_rounds": 0,
+                    "cancel_requested": False,
+                    "touched_at": now(),
+                    "audit_item_id": item.id,
+                    "audit_ref": ref(variant, sigma),
+                }
+            )
     stmt = insert(Job).values(rows).on_conflict_do_nothing(index_elements=["audit_item_id", "audit_ref"])
     return list(session.scalars(stmt.returning(Job.id)))
 
@@ -146,10 +193,14 @@ def all_items_done(audit: Audit) -> bool:
 def progress(session: Session, audit: Audit, at: datetime | None = None) -> dict[str, Any]:
     """Items done of total, and the finer work count (attacks + defense jobs) behind the ETA."""
     spec = spec_of(audit)
-    attacked = session.scalar(select(func.count()).where(AuditItem.audit_id == audit.id,
-                                                         AuditItem.attacked_at.is_not(None)))  # fmt: skip
-    jobs_done = session.scalar(select(func.count(Job.id)).join(AuditItem, Job.audit_item_id == AuditItem.id)
-                               .where(AuditItem.audit_id == audit.id, Job.finished_at.is_not(None)))  # fmt: skip
+    attacked = session.scalar(
+        select(func.count()).where(AuditItem.audit_id == audit.id, AuditItem.attacked_at.is_not(None))
+    )
+    jobs_done = session.scalar(
+        select(func.count(Job.id))
+        .join(AuditItem, Job.audit_item_id == AuditItem.id)
+        .where(AuditItem.audit_id == audit.id, Job.finished_at.is_not(None))
+    )
     work_total = audit.total * (1 + len(spec.refs()))
     work_done = (attacked or 0) + (jobs_done or 0)
     fraction = work_done / work_total if work_total else 0.0
@@ -157,9 +208,15 @@ def progress(session: Session, audit: Audit, at: datetime | None = None) -> dict
     if audit.started_at is not None and audit.finished_at is None and 0 < fraction < 1:
         elapsed = ((at or now()) - audit.started_at).total_seconds()
         eta = elapsed * (1 - fraction) / fraction
-    return {"done": audit.done, "total": audit.total, "attacked": attacked or 0, "jobs_done": jobs_done or 0,
-            "jobs_total": audit.total * len(spec.refs()), "fraction": round(fraction, 4),
-            "eta_s": None if eta is None else round(eta, 1)}  # fmt: skip
+    return {
+        "done": audit.done,
+        "total": audit.total,
+        "attacked": attacked or 0,
+        "jobs_done": jobs_done or 0,
+        "jobs_total": audit.total * len(spec.refs()),
+        "fraction": round(fraction, 4),
+        "eta_s": None if eta is None else round(eta, 1),
+    }
 
 
 def cancel_audit(session: Session, audit: Audit) -> None:
@@ -168,8 +225,12 @@ def cancel_audit(session: Session, audit: Audit) -> None:
         raise ValueError(f"audit {audit.id} already finished ({audit.status})")
     audit.cancel_requested = True
     audit.status, audit.finished_at = "cancelled", now()
-    query = (select(Job).join(AuditItem, Job.audit_item_id == AuditItem.id)
-             .where(AuditItem.audit_id == audit.id, Job.finished_at.is_(None)).with_for_update())  # fmt: skip
+    query = (
+        select(Job)
+        .join(AuditItem, Job.audit_item_id == AuditItem.id)
+        .where(AuditItem.audit_id == audit.id, Job.finished_at.is_(None))
+        .with_for_update()
+    )
     for job in session.scalars(query):
         cancel(job)
 
@@ -185,8 +246,11 @@ def fail_audit(session: Session, audit_id: str, error: str) -> Audit | None:
 def stale_audits(session: Session, older_than: datetime) -> list[tuple[str, str, list[Any]]]:
     """Unfinished audits nobody touched since ``older_than``: the messages that move each on again
     (prepare, the report, or its dispatched but unattacked chunks and a progress check)."""
-    audits = session.scalars(select(Audit).where(Audit.finished_at.is_(None), Audit.touched_at < older_than)
-                             .with_for_update(skip_locked=True)).all()  # fmt: skip
+    audits = session.scalars(
+        select(Audit)
+        .where(Audit.finished_at.is_(None), Audit.touched_at < older_than)
+        .with_for_update(skip_locked=True)
+    ).all()
     out: list[tuple[str, str, list[Any]]] = []
     for audit in audits:
         audit.touched_at, aid = now(), str(audit.id)

@@ -23,11 +23,43 @@ from shared.benchmarks.shapes import COLOURS, IMAGE_SIZE, SHAPES
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
 WORDS = [
-    "user", "assistant", ":", "?", ".", ",", "is", "are", "there", "a", "an", "the", "in", "on",
-    "image", "picture", "what", "which", "colour", "color", "of", "shape", "yes", "no",
-    "i", "cannot", "answer", "sorry", "describe", "this", "do", "you", "see", "any",
-    *SHAPES, *COLOURS,
-]  # fmt: skip
+    "user",
+    "assistant",
+    ":",
+    "?",
+    ".",
+    ",",
+    "is",
+    "are",
+    "there",
+    "a",
+    "an",
+    "the",
+    "in",
+    "on",
+    "image",
+    "picture",
+    "what",
+    "which",
+    "colour",
+    "color",
+    "of",
+    "shape",
+    "yes",
+    "no",
+    "i",
+    "cannot",
+    "answer",
+    "sorry",
+    "describe",
+    "this",
+    "do",
+    "you",
+    "see",
+    "any",
+    *SHAPES,
+    *COLOURS,
+]
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"

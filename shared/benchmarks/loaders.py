@@ -155,8 +155,15 @@ def load_llava_bench(root: Path) -> Dataset:
         caption = contexts.get(image, contexts.get(PurePosixPath(image).stem))
         if caption is not None:
             extra["context"] = caption
-        item = Item(str(qid), str(_field(line, "text")), find(image, f"{line[0]}:{line[1]}"), references.get(qid),
-                    str(line[2].get("category", "uncategorized")), "open", extra)  # fmt: skip
+        item = Item(
+            str(qid),
+            str(_field(line, "text")),
+            find(image, f"{line[0]}:{line[1]}"),
+            references.get(qid),
+            str(line[2].get("category", "uncategorized")),
+            "open",
+            extra,
+        )
         items.append(item)
     return Dataset("llava-bench", root, items)
 
@@ -217,8 +224,13 @@ def _safety_item(root: Path, path: Path, qid: str, record: dict[str, Any], varia
     image = f"imgs/{path.stem}/{variant}/{qid}.jpg"
     if not (root / image).is_file():
         raise DatasetError(f"{path}: question {qid!r}: image {image} not found under {root}")
-    extra = {"scenario": path.stem, "variant": variant, "question": record.get("Question"),
-             "key_phrase": record.get("Key Phrase"), "phrase_type": record.get("Phrase Type")}  # fmt: skip
+    extra = {
+        "scenario": path.stem,
+        "variant": variant,
+        "question": record.get("Question"),
+        "key_phrase": record.get("Key Phrase"),
+        "phrase_type": record.get("Phrase Type"),
+    }
     category = _SCENARIO_PREFIX.sub("", path.stem)
     return Item(f"{path.stem}/{qid}", str(record[field]), image, None, category, "safety", extra)
 

@@ -25,8 +25,13 @@ class IntakeError(ValueError):
 
 def request_hash(*, media_sha256: str, prompt: str, model: str, config: SmoothConfig, callback_url: str | None) -> str:
     """A submission's fingerprint: the same Idempotency-Key with another body is refused."""
-    body = {"media": media_sha256, "prompt": prompt, "model": model, "params": asdict(config),
-            "callback_url": callback_url}  # fmt: skip
+    body = {
+        "media": media_sha256,
+        "prompt": prompt,
+        "model": model,
+        "params": asdict(config),
+        "callback_url": callback_url,
+    }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

@@ -29,13 +29,32 @@ def config_of(job: Job) -> SmoothConfig:
     return SmoothConfig(**params)
 
 
-def create_job(session: Session, *, media: Media, prompt: str, model: str, config: SmoothConfig,
-               request_hash: str = "", idempotency_key: str | None = None,
-               callback_url: str | None = None) -> Job:  # fmt: skip
-    job = Job(tenant_id=media.tenant_id, media_id=media.id, status="queued", model=model, prompt=prompt,
-              params=asdict(config), request_hash=request_hash, idempotency_key=idempotency_key,
-              callback_url=callback_url, rounds_done=0, aggregated_rounds=0, cancel_requested=False,
-              touched_at=now())  # fmt: skip
+def create_job(
+    session: Session,
+    *,
+    media: Media,
+    prompt: str,
+    model: str,
+    config: SmoothConfig,
+    request_hash: str = "",
+    idempotency_key: str | None = None,
+    callback_url: str | None = None,
+) -> Job:
+    job = Job(
+        tenant_id=media.tenant_id,
+        media_id=media.id,
+        status="queued",
+        model=model,
+        prompt=prompt,
+        params=asdict(config),
+        request_hash=request_hash,
+        idempotency_key=idempotency_key,
+        callback_url=callback_url,
+        rounds_done=0,
+        aggregated_rounds=0,
+        cancel_requested=False,
+        touched_at=now(),
+    )
     session.add(job)
     session.flush()
     return job
@@ -64,8 +83,10 @@ def start(job: Job) -> None:
 
 def record_round(session: Session, job: Job, specs: list[CandidateSpec], gens: list[Generation]) -> None:
     """Upsert one row per candidate: a redelivered round rewrites the same rows, adds none."""
-    rows = [asdict(Sample.from_generation(s, g)) | {"id": uuid.uuid4(), "job_id": job.id}
-            for s, g in zip(specs, gens, strict=True)]  # fmt: skip
+    rows = [
+        asdict(Sample.from_generation(s, g)) | {"id": uuid.uuid4(), "job_id": job.id}
+        for s, g in zip(specs, gens, strict=True)
+    ]
     stmt = insert(SampleRow).values(rows)
     keep = {c: stmt.excluded[c] for c in ("text", "num_tokens", "generation_ms")}
     session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "round", "index"], set_=keep))
@@ -128,8 +149,9 @@ def stale_jobs(session: Session, older_than: datetime) -> list[tuple[str, str, l
     """Unfinished jobs nobody touched since ``older_than`` (their message was lost): the task to
     send for each, as ``(job id, task name, args)``. Their clocks are reset so each is re-sent once
     per bound; a duplicate is harmless (every step checks what is already done)."""
-    jobs = session.scalars(select(Job).where(Job.finished_at.is_(None), Job.touched_at < older_than)
-                           .with_for_update(skip_locked=True)).all()  # fmt: skip
+    jobs = session.scalars(
+        select(Job).where(Job.finished_at.is_(None), Job.touched_at < older_than).with_for_update(skip_locked=True)
+    ).all()
     out: list[tuple[str, str, list[Any]]] = []
     for job in jobs:
         job.touched_at = now()

@@ -206,9 +206,15 @@ def _headline_table(summary: Mapping[str, Any]) -> str:
 
 def _pope_table(summary: Mapping[str, Any]) -> str:
     head = ["variant", "σ", "n", "accuracy", "precision", "recall", "F1", "yes-ratio"]
-    body = [[escape(p["variant"]), escape(_sigma(p["sigma"])), _n(str(p["n"])),
-             *[_n(_pct(p[k])) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")]]
-            for p in summary["pope"]]  # fmt: skip
+    body = [
+        [
+            escape(p["variant"]),
+            escape(_sigma(p["sigma"])),
+            _n(str(p["n"])),
+            *[_n(_pct(p[k])) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")],
+        ]
+        for p in summary["pope"]
+    ]
     return _table(head, body)
 
 

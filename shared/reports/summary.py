@@ -57,8 +57,11 @@ def attack_success_rate(rows: Sequence[Row], eligible: set[str]) -> float | None
 def committed_success_rate(rows: Sequence[Row], eligible: set[str]) -> float | None:
     """Attacks that succeeded AND that the defense stood behind (did not abstain on): what a
     caller that drops abstained answers would act on. Undefended answers never abstain."""
-    return mean(None if r["attack_success"] is None else bool(r["attack_success"]) and not r["abstained"]
-                for r in rows if r["item"] in eligible)  # fmt: skip
+    return mean(
+        None if r["attack_success"] is None else bool(r["attack_success"]) and not r["abstained"]
+        for r in rows
+        if r["item"] in eligible
+    )
 
 
 def _select(rows: Sequence[Row], variant: str, sigma: float | None) -> list[Row]:

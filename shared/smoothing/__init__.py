@@ -9,11 +9,20 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "candidate_seed": "noise", "plan_round": "noise",
-    "SmoothGuard": "smoother", "next_step": "smoother",  # aggregate(): import shared.smoothing.smoother
-    "CandidateSpec": "types", "ClusterSummary": "types", "Consensus": "types", "Embedder": "types",
-    "Generation": "types", "Generator": "types", "Sample": "types", "SmoothConfig": "types", "SmoothResult": "types",
-}  # fmt: skip
+    "candidate_seed": "noise",
+    "plan_round": "noise",
+    "SmoothGuard": "smoother",
+    "next_step": "smoother",  # aggregate(): import shared.smoothing.smoother
+    "CandidateSpec": "types",
+    "ClusterSummary": "types",
+    "Consensus": "types",
+    "Embedder": "types",
+    "Generation": "types",
+    "Generator": "types",
+    "Sample": "types",
+    "SmoothConfig": "types",
+    "SmoothResult": "types",
+}
 
 __all__ = sorted(_EXPORTS)
 

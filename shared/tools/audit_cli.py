@@ -20,10 +20,19 @@ def spec_from_args(args: argparse.Namespace, archive: str | None) -> dict[str, A
     dataset: dict[str, Any] = {"format": args.dataset, "seed": args.seed, "count": args.count}
     if archive:
         dataset = {"format": args.dataset, "archive": archive}
-    return {"dataset": dataset, "limit": args.limit, "model": args.model, "judge": args.judge,
-            "attacks": [{"name": n, "eps": args.eps, "steps": args.steps, "stop_loss": args.stop_loss} for n in names],
-            "defense": {"sigmas": [float(s) for s in args.sigmas.split(",")], "noise_space": args.noise_space,
-                        "num_samples": args.num_samples, "max_new_tokens": args.max_new_tokens}}  # fmt: skip
+    return {
+        "dataset": dataset,
+        "limit": args.limit,
+        "model": args.model,
+        "judge": args.judge,
+        "attacks": [{"name": n, "eps": args.eps, "steps": args.steps, "stop_loss": args.stop_loss} for n in names],
+        "defense": {
+            "sigmas": [float(s) for s in args.sigmas.split(",")],
+            "noise_space": args.noise_space,
+            "num_samples": args.num_samples,
+            "max_new_tokens": args.max_new_tokens,
+        },
+    }
 
 
 def archive_bytes(path: Path) -> bytes:
@@ -43,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "submit":
         archive = None
         if args.archive:
-            files = {"file": (Path(args.archive).name + (".zip" if Path(args.archive).is_dir() else ""),
-                              archive_bytes(Path(args.archive)))}  # fmt: skip
+            files = {
+                "file": (
+                    Path(args.archive).name + (".zip" if Path(args.archive).is_dir() else ""),
+                    archive_bytes(Path(args.archive)),
+                )
+            }
             archive = check(api.post("/v1/datasets", files=files, data={"format": args.dataset})).json()["id"]
         audit = submit(api, spec_from_args(args, archive))
         print(audit["id"], flush=True)

@@ -36,12 +36,15 @@ def bar(audit: dict[str, Any], width: int = 30) -> str:
     p = audit["progress"]
     filled = int(round(p["fraction"] * width))
     eta = f"ETA {p['eta_s']:.0f} s" if p.get("eta_s") is not None else "ETA –"
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {p['fraction'] * 100:5.1f}%  items {p['done']}/{p['total']}"
-            f"  attacked {p['attacked']}  defense jobs {p['jobs_done']}/{p['jobs_total']}  {eta}  ({audit['status']})")  # fmt: skip
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {p['fraction'] * 100:5.1f}%  items {p['done']}/{p['total']}"
+        f"  attacked {p['attacked']}  defense jobs {p['jobs_done']}/{p['jobs_total']}  {eta}  ({audit['status']})"
+    )
 
 
-def follow(api: httpx.Client, audit_id: str, *, out: IO[str] = sys.stderr, timeout: float = 3600,
-           interval: float = 0.5) -> dict[str, Any]:  # fmt: skip
+def follow(
+    api: httpx.Client, audit_id: str, *, out: IO[str] = sys.stderr, timeout: float = 3600, interval: float = 0.5
+) -> dict[str, Any]:
     """Poll until the audit finishes, drawing a progress bar (in place on a terminal; elsewhere a
     line when an item finishes or every 5 s)."""
     deadline, last, tty = time.monotonic() + timeout, (-1, 0.0), out.isatty()
@@ -79,12 +82,22 @@ def table(summary: dict[str, Any], noise_space: str) -> str:
         label = "undefended" if row["sigma"] is None else f"σ={row['sigma']:g}"
         goal = {True: "met", False: "missed", None: "–"}[row.get("meets_goal")]
         asr = [f"{_pct(row['asr'][a])} ({_pct(row['committed_asr'][a])})" for a in attacks]
-        body.append([label, _pct(row["clean_accuracy"]), *asr,
-                     _pct(row["abstain_rate"]), f"{row['mean_samples_spent'] or 0:.1f}", goal])  # fmt: skip
+        body.append(
+            [
+                label,
+                _pct(row["clean_accuracy"]),
+                *asr,
+                _pct(row["abstain_rate"]),
+                f"{row['mean_samples_spent'] or 0:.1f}",
+                goal,
+            ]
+        )
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
     spent = sum(g["total_samples_spent"] for g in summary["groups"])
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"{summary['n_items']} items ({summary['n_eligible']} clean-correct, over which ASR is counted); "
-                 f"noise space: {noise_space}; generations spent in all: {spent}")  # fmt: skip
+    lines.append(
+        f"{summary['n_items']} items ({summary['n_eligible']} clean-correct, over which ASR is counted); "
+        f"noise space: {noise_space}; generations spent in all: {spent}"
+    )
     return "\n".join(lines)

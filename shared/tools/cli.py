@@ -82,13 +82,21 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
         "--images", type=int, default=24, help="synthetic images (two questions each; default %(default)s)"
     )
     demo.add_argument("--steps", type=int, default=40, help="PGD steps (default %(default)s)")
-    demo.add_argument("--stop-loss", type=float, default=None,
-                      help="stop attacking an item once its target loss is below this (0.69: just successful)")  # fmt: skip
+    demo.add_argument(
+        "--stop-loss",
+        type=float,
+        default=None,
+        help="stop attacking an item once its target loss is below this (0.69: just successful)",
+    )
     demo.add_argument("--out", type=Path, default=Path("smoothguard-demo"), help="where the report files go")
     demo.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary folder")
     worker = sub.add_parser("worker", help="run a Celery worker on queues, or the sweeper (beat)")
-    worker.add_argument("queues", nargs="+", choices=["gpu", "cpu", "audits", "webhooks", "beat"],
-                        help="queues to consume; 'beat' alone runs only the periodic sweeper")  # fmt: skip
+    worker.add_argument(
+        "queues",
+        nargs="+",
+        choices=["gpu", "cpu", "audits", "webhooks", "beat"],
+        help="queues to consume; 'beat' alone runs only the periodic sweeper",
+    )
     worker.add_argument("--beat", action="store_true", help="also run the sweeper in this process (one per stack)")
     worker.add_argument("--concurrency", type=int, default=8, help="threads for a webhooks-only worker")
 

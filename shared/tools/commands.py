@@ -30,8 +30,18 @@ def worker(args: argparse.Namespace) -> int:
         app.start(["beat", "-l", "info", "-s", schedule])
         return 0
     solo = bool({"gpu", "cpu", "audits"} & set(queues))
-    argv = ["worker", "-Q", ",".join(queues), "-n", f"{'-'.join(queues)}@%h", "-l", "info",
-            "--without-heartbeat", "--without-gossip", "--without-mingle"]  # fmt: skip
+    argv = [
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        f"{'-'.join(queues)}@%h",
+        "-l",
+        "info",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     argv += ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency)]
     if args.beat or "beat" in args.queues:
         argv += ["-B", "-s", schedule]
@@ -39,8 +49,7 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_all(stack: Stack, host: str, port: int, sink: Callable[[str, str], None] | None = None,
-              **env: str) -> str:  # fmt: skip
+def start_all(stack: Stack, host: str, port: int, sink: Callable[[str, str], None] | None = None, **env: str) -> str:
     """Services, migrations and bucket, then the API and the three workers; the API's URL once it is ready."""
     stack.start()
     url = f"http://{host}:{port}"
@@ -80,9 +89,12 @@ def up(args: argparse.Namespace) -> int:
         print(f"starting PostgreSQL, Redis and S3 under {stack.root} …", flush=True)
         url = start_all(stack, args.host, args.port, sink)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        print(f"\nSmoothGuard is up: {url} (docs {url}/docs)\ndev API key: {key}\n"
-              + "".join(f"  {k}={v}\n" for k, v in stack.env.items() if "SECRET" not in k)
-              + f"logs in {stack.root / 'logs'}; Ctrl-C stops everything\n", flush=True)  # fmt: skip
+        print(
+            f"\nSmoothGuard is up: {url} (docs {url}/docs)\ndev API key: {key}\n"
+            + "".join(f"  {k}={v}\n" for k, v in stack.env.items() if "SECRET" not in k)
+            + f"logs in {stack.root / 'logs'}; Ctrl-C stops everything\n",
+            flush=True,
+        )
         while not (dead := [n for n, p in stack.children.items() if p.poll() is not None]):
             time.sleep(0.5)
         print(f"smoothguard: {', '.join(dead)} exited; stopping", flush=True)

@@ -31,8 +31,9 @@ def demo_spec(images: int, steps: int, stop_loss: float | None, callback_url: st
     }
 
 
-def run_demo(url: str, key: str, *, images: int, steps: int, stop_loss: float | None, out: Path,
-             timeout: float = 3600) -> int:  # fmt: skip
+def run_demo(
+    url: str, key: str, *, images: int, steps: int, stop_loss: float | None, out: Path, timeout: float = 3600
+) -> int:
     api = client(url, key)
     with Receiver() as receiver:
         endpoint = api.post("/v1/webhooks", json={"url": receiver.url}).raise_for_status().json()
@@ -49,13 +50,17 @@ def run_demo(url: str, key: str, *, images: int, steps: int, stop_loss: float | 
     out.mkdir(parents=True, exist_ok=True)
     for fmt, name in (("html", "report.html"), ("json", "report.json"), ("csv", "items.csv")):
         download(api, audit["id"], fmt, out / name)
-    print(f"audit {audit['id']} {audit['status']} in {elapsed:.0f} s: {audit['progress']['total']} items of the "
-          f"synthetic shapes set, attacks PGD and EOT-PGD (L∞, ε=16/255, {steps} steps, targeted"
-          f"{f', stopped at loss {stop_loss}' if stop_loss else ''}), "
-          f"SmoothGuard with {10} noisy samples + the clean one")  # fmt: skip
+    print(
+        f"audit {audit['id']} {audit['status']} in {elapsed:.0f} s: {audit['progress']['total']} items of the "
+        f"synthetic shapes set, attacks PGD and EOT-PGD (L∞, ε=16/255, {steps} steps, targeted"
+        f"{f', stopped at loss {stop_loss}' if stop_loss else ''}), "
+        f"SmoothGuard with {10} noisy samples + the clean one"
+    )
     print(table(audit["summary"], "normalized (σ in units of the processor's mean/std-normalised pixel_values)"))
     print(f"report: {(out / 'report.html').resolve()} (also report.json, items.csv)")
     hook = hooks[0]
-    print(f"webhook: POST {receiver.url} webhook-id={hook.headers['webhook-id']} "
-          f"signature {'VERIFIED' if hook.verified else 'INVALID'}; payload: {json.dumps(hook.json['data'])}")  # fmt: skip
+    print(
+        f"webhook: POST {receiver.url} webhook-id={hook.headers['webhook-id']} "
+        f"signature {'VERIFIED' if hook.verified else 'INVALID'}; payload: {json.dumps(hook.json['data'])}"
+    )
     return 0 if hook.verified else 1

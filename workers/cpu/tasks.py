@@ -27,8 +27,15 @@ def aggregate(job_id: str) -> None:
         config = config_of(job)
         samples = samples_of(session, job.id)
         spent = Timings(generation_ms=sum(s.generation_ms for s in samples))  # the batched calls' time
-        result = vote(samples, EmbeddingCache(load_embedder()), config, rounds=job.rounds_done, stop="fixed",
-                      generator=job.model, timings=spent)  # fmt: skip
+        result = vote(
+            samples,
+            EmbeddingCache(load_embedder()),
+            config,
+            rounds=job.rounds_done,
+            stop="fixed",
+            generator=job.model,
+            timings=spent,
+        )
         save_votes(session, job.id, samples)
         reason = next_step(result, config)
         if reason is None and not job.cancel_requested:

@@ -111,8 +111,10 @@ def attack_chunk(audit_id: str, chunk: int) -> None:
         for item in items_of(session, audit.id, chunk):
             if item.id in outputs and item.attacked_at is None:
                 stored = {"clean": item.media_id, "universal": audit.universal_media_id}
-                item.outputs = {name: save_variant(session, store, tenant, v, stored.get(name))
-                                for name, v in outputs[item.id].items()}  # fmt: skip
+                item.outputs = {
+                    name: save_variant(session, store, tenant, v, stored.get(name))
+                    for name, v in outputs[item.id].items()
+                }
                 item.attacked_at = now()
             if item.attacked_at is not None:
                 new_jobs += create_defense_jobs(session, audit, item)
@@ -125,8 +127,9 @@ def attack_chunk(audit_id: str, chunk: int) -> None:
 def attack_and_answer(generator, spec, todo, store: ObjectStore, universal_key: str | None) -> dict:
     items = [ChunkItem(prompt, load_image(store.get(key)), target) for _, prompt, target, key in todo]
     universal = load_image(store.get(universal_key)) if universal_key else None
-    clean = generator.answer_batch([i.image for i in items], [i.prompt for i in items],
-                                   max_new_tokens=spec.defense.max_new_tokens)  # fmt: skip
+    clean = generator.answer_batch(
+        [i.image for i in items], [i.prompt for i in items], max_new_tokens=spec.defense.max_new_tokens
+    )
     variants = attack_items(generator, spec, items, [g.text for g in clean], universal)
     answer_all(generator, items, variants, spec.defense.max_new_tokens)
     return {item_id: row for (item_id, *_), row in zip(todo, variants, strict=True)}
@@ -135,6 +138,7 @@ def attack_and_answer(generator, spec, todo, store: ObjectStore, universal_key: 
 def save_variant(session, store: ObjectStore, tenant, v: Variant, media_id) -> dict:
     """The variant's entry in ``outputs``: its media (stored now if it is a new adversarial image)."""
     if v.png is not None:
-        media_id = save_media(session, store, tenant_id=tenant, data=v.png, content_type="image/png",
-                              modality="image").id  # fmt: skip
+        media_id = save_media(
+            session, store, tenant_id=tenant, data=v.png, content_type="image/png", modality="image"
+        ).id
     return {"media_id": str(media_id), "answer": v.answer, **v.stats}
