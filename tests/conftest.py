@@ -44,14 +44,15 @@ def llava_next_path(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests need CUDA; everything else runs on the CPU."""
+    """Tests that start the embedded stack are ``integration`` (``-m "not integration"`` runs the fast
+    layer alone); ``gpu`` tests need CUDA and are skipped without it."""
     import torch
 
-    if torch.cuda.is_available():
-        return
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if "gpu" in item.keywords:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
 
 

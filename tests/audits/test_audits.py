@@ -17,7 +17,7 @@ from shared.db import session_scope
 from shared.models import AuditItem, Job
 from shared.tools.receiver import Receiver
 from tests.helpers import auth
-from tests.test_ops import metric
+from tests.api.test_ops import metric
 
 QUEUES = ("gpu", "cpu", "audits", "webhooks")
 

@@ -19,6 +19,8 @@ from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant
 from workers.celery_app import app as celery_app
 
+pytestmark = pytest.mark.chaos
+
 
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory):

@@ -25,7 +25,7 @@ import yaml
 from shared.config import Settings
 from shared.tools.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 DOCKERFILES = ("deploy/Dockerfile.api", "deploy/Dockerfile.cpu-worker", "deploy/Dockerfile.gpu-worker")
@@ -494,7 +494,7 @@ def test_dockerignore_keeps_the_sources_and_drops_the_rest():
             if "__pycache__" in rel.split("/") or rel.endswith(".pyc"):
                 continue
             assert not dockerignored(rel, patterns), f".dockerignore drops {rel}, which the images need"
-    for junk in (".git", ".venv", ".env", "tests/test_compose.py"):
+    for junk in (".git", ".venv", ".env", "tests/deploy/test_compose.py"):
         assert dockerignored(junk, patterns), f".dockerignore should exclude {junk}"
 
 

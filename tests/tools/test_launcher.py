@@ -15,7 +15,7 @@ from shared.config import DEMO_IMAGE
 from shared.tools.launcher import Stack
 from shared.tools.servers import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def clean_env(**extra):
