@@ -1,4 +1,4 @@
-"""Request dependencies: settings, a database session, the object store, the calling tenant."""
+"""Request dependencies: settings, a database session, the object store, the queue, the calling tenant."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.config import Settings
 from shared.db import get_engine
 from shared.models import Tenant
+from shared.pipeline import Sender
 from shared.storage import ObjectStore
 from shared.tenants import tenant_for_key
 
@@ -41,6 +42,14 @@ def get_store(request: Request) -> ObjectStore:
 
 
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+def get_queue(request: Request) -> Sender:
+    """Where routes send what ``shared.pipeline`` says runs next (after their commit)."""
+    return request.app.state.queue
+
+
+QueueDep = Annotated[Sender, Depends(get_queue)]
 
 
 def current_tenant(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Tenant:

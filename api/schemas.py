@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.smoothing.types import YES_NO, SmoothConfig
+from shared.jobs.options import SingleDefenseOptions
 
 
 class Problem(BaseModel):
@@ -37,46 +37,15 @@ COMMON_PROBLEMS = problems(
 )
 
 
-class JobOptions(BaseModel):
+class JobOptions(SingleDefenseOptions):
     """A defense job's options: the multipart form fields, or the JSON body beside ``media_id``.
-    Defaults are the paper's. Limits that depend on the deployment (``num_samples``,
-    ``max_new_tokens``, ``model``) are checked against the settings on submit."""
-
-    model_config = ConfigDict(extra="forbid")
+    The defense's fields, bounds and defaults (the paper's) are ``shared.jobs.options``. Limits
+    that depend on the deployment (``num_samples``, ``max_new_tokens``, ``model``) are checked
+    against the settings on submit."""
 
     prompt: str = Field(min_length=1, max_length=4000)
     model: str | None = Field(None, description="a known model id; default: the service's model")
-    sigma: float = Field(0.1, ge=0, le=10, description="noise std in the noise space")
-    num_samples: int = Field(10, ge=1, description="noisy candidates; the budget when adaptive")
-    include_clean: bool = True
-    noise_space: Literal["normalized", "pixel", "waveform"] | None = Field(
-        None, description="default: normalized for images (the paper), waveform for audio"
-    )
-    clustering: Literal["kmeans", "agglomerative"] = "kmeans"
-    distance_threshold: float = Field(0.3, gt=0, le=2)
-    adaptive: bool = False
-    round_size: int = Field(8, ge=1)
-    alpha: float = Field(0.05, gt=0, lt=0.5)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    max_new_tokens: int = Field(128, ge=1)
-    answers: list[str] | None = Field(None, description='closed answer set: ["yes", "no"], or "yes-no" / "a,b,c"')
-    prefer_refusal: bool = False
     callback_url: str | None = Field(None, max_length=2000, description="a webhook endpoint registered first")
-
-    @field_validator("answers", mode="before")
-    @classmethod
-    def _answers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return list(YES_NO) if value == "yes-no" else [a.strip() for a in value.split(",") if a.strip()]
-        return value
-
-    def config(self, noise_space: str) -> SmoothConfig:
-        """The core's config (raises ``ValueError`` for combinations it rejects)."""
-        fields = self.model_dump(
-            include=set(JobOptions.model_fields) - {"prompt", "model", "answers", "callback_url", "noise_space"}
-        )
-        answers = tuple(self.answers) if self.answers else None
-        return SmoothConfig(**fields, noise_space=noise_space, answer_set=answers)  # type: ignore[arg-type]
 
 
 class JobForm(JobOptions):

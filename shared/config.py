@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.backends.registry import DEFAULT_EMBEDDER
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_MODEL = ASSETS / "demo-llava"
 DEMO_IMAGE = ASSETS / "demo.png"
@@ -18,7 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMOOTHGUARD_", env_file=".env", extra="ignore")
 
     model: str = str(DEMO_MODEL)
-    embedder: str = "sentence-transformers:all-MiniLM-L6-v2"
+    embedder: str = DEFAULT_EMBEDDER
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
     max_batch_size: int = 32  # candidates per generate() call; a round is chunked only by this

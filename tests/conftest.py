@@ -162,11 +162,16 @@ def settings(service_env, monkeypatch):
     from shared.config import get_settings
 
     get_settings.cache_clear()
-    import workers.celery_app as celery_module
-
-    monkeypatch.setattr(celery_module.app.conf, "broker_url", service_env["SMOOTHGUARD_REDIS_URL"])
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture()
+def queue(settings):
+    """A sender on this test's broker: what the API and the workers send pipeline messages with."""
+    from workers.celery_app import CelerySender
+
+    return CelerySender.from_settings(settings)
 
 
 @pytest.fixture()

@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from shared.smoothing.types import CandidateSpec, Generation
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec, Generation
 
 
 class ScriptedGenerator:
     """Answers ``script(spec)``; records every call so tests can check the batching."""
 
     modality = "image"
-    noise_spaces = ("normalized", "pixel")
+    noise_spaces = NOISE_SPACES_BY_MODALITY["image"]
 
     def __init__(self, script: Callable[[CandidateSpec], str], name: str = "scripted"):
         self.script = script

@@ -1,39 +1,36 @@
-"""The one Celery app: queues ``gpu`` (generation), ``cpu`` (embedding, voting, the sweeper),
-``webhooks`` (deliveries), ``audits`` (an audit's bookkeeping, judging and report; its attacks
-run on ``gpu``).
+"""The one Celery app: the queues of ``shared.pipeline.QueueName`` (``gpu`` generation and attacks,
+``cpu`` votes and the sweeper, ``webhooks`` deliveries, ``audits`` an audit's bookkeeping, judging
+and report); its tasks are the pipeline's ``Step`` values, and what follows what is the pipeline's.
 
 Task payloads are ids. Tasks ack late with prefetch 1: a task whose worker dies (even SIGKILL)
 is delivered again — by the broker after ``broker_visibility_timeout_s`` on Redis, at once for a
 dead pool child (``reject_on_worker_lost``). Every step is idempotent, so a redelivery is harmless.
+
+Nothing is built at import: the API makes its sender from its own settings (``CelerySender``), a
+worker process its app from the environment's (``worker_app``).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from collections.abc import Callable, Iterable
+from functools import cache
+from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.config import get_settings
+from shared.config import Settings, get_settings
+from shared.pipeline import Message, QueueName, Step
+
+TASK_MODULES = ("workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks")
 
 
-class TaskQueue(StrEnum):
-    GPU = "gpu"
-    CPU = "cpu"
-    WEBHOOKS = "webhooks"
-    AUDITS = "audits"
-
-
-def make_app() -> Celery:
-    settings = get_settings()
-    app = Celery(
-        "smoothguard",
-        broker=settings.redis_url,
-        include=["workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks"],
-    )
+def make_app(settings: Settings, tasks: Iterable[str] = ()) -> Celery:
+    """An app on the settings' broker; ``tasks`` are the modules a worker imports (a sender needs none)."""
+    app = Celery("smoothguard", broker=settings.redis_url, include=list(tasks))
     app.conf.update(
-        task_queues=[Queue(q.value, Exchange(q.value, type="direct"), routing_key=q.value) for q in TaskQueue],
-        task_default_queue=TaskQueue.CPU.value,
+        task_queues=[Queue(q.value, Exchange(q.value, type="direct"), routing_key=q.value) for q in QueueName],
+        task_default_queue=QueueName.CPU.value,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -41,22 +38,39 @@ def make_app() -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
-        beat_schedule={"sweep": {"task": "cpu.sweep", "schedule": settings.sweep_interval_s}},
+        beat_schedule={"sweep": {"task": Step.SWEEP.value, "schedule": settings.sweep_interval_s}},
         worker_hijack_root_logger=False,
     )
     return app
 
 
-app = make_app()
+class CelerySender:
+    """Puts pipeline messages on the broker, each on its step's queue (the sender imports no task
+    module, nor torch with it)."""
+
+    def __init__(self, app: Celery):
+        self.app = app
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CelerySender:
+        return cls(make_app(settings))
+
+    def send(self, messages: Iterable[Message]) -> None:
+        for m in messages:
+            self.app.send_task(m.step.value, args=list(m.args), queue=m.step.queue.value, countdown=m.delay_s)
 
 
-def task(queue: TaskQueue, name: str):
-    """Every task through here: named ``<queue>.<task>``, so a name alone says where it runs."""
-    assert name.startswith(f"{queue.value}."), name
-    return app.task(name=name, queue=queue.value)
+@cache
+def worker_app() -> Celery:
+    """The workers' (and the beat's) app, its tasks included, on the process's settings."""
+    return make_app(get_settings(), TASK_MODULES)
 
 
-def send(name: str, args: list, countdown: float | None = None) -> None:
-    """Send by name to the queue the name starts with (callers need not import the task's module,
-    nor torch with it)."""
-    app.send_task(name, args=args, queue=TaskQueue(name.split(".", 1)[0]).value, countdown=countdown)
+def task(step: Step) -> Callable[[Callable[..., Any]], Any]:
+    """Every task through here: its name and queue are its step's."""
+    return worker_app().task(name=step.value, queue=step.queue.value)
+
+
+def send(messages: Iterable[Message]) -> None:
+    """What a task's step returned (its transaction has committed)."""
+    CelerySender(worker_app()).send(messages)

@@ -3,27 +3,25 @@ benchmark archives they read."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
+from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep
 from api.routes.jobs import keyset_page
 from api.schemas import COMMON_PROBLEMS, AuditPage, AuditProgress, AuditPublic, DatasetPublic, DeliveryPublic, problems
-from shared.audits.datasets import dataset_key
+from shared import pipeline
+from shared.audits.datasets import check_archive, dataset_key
 from shared.audits.spec import AuditSpec, DatasetFormat
 from shared.audits.store import CONTENT_TYPES, cancel_audit, create_audit, progress
-from shared.benchmarks.loaders import DatasetError, extract_archive, load_dataset
-from shared.jobs.intake import IntakeError, check_options
+from shared.errors import Conflict, Invalid, NotFound
+from shared.jobs.intake import check_options
 from shared.models import Audit, Delivery, Tenant
 from shared.storage import ObjectStore
 from shared.webhooks.endpoints import check_callback
-from workers.celery_app import send
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"], responses=COMMON_PROBLEMS)
 datasets = APIRouter(prefix="/v1/datasets", tags=["audits"], responses=COMMON_PROBLEMS)
@@ -54,7 +52,7 @@ def to_public(session: Session, audit: Audit) -> AuditPublic:
 def own_audit(session: Session, tenant: Tenant, audit_id: uuid.UUID) -> Audit:
     audit = session.get(Audit, audit_id)
     if audit is None or audit.tenant_id != tenant.id:
-        raise HTTPException(404, f"no audit {audit_id}")
+        raise NotFound(f"no audit {audit_id}")
     return audit
 
 
@@ -77,26 +75,20 @@ def submit_audit(
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
+    queue: QueueDep,
 ) -> AuditPublic:
     """Queue an audit. Progress: ``GET /v1/audits/{id}``; the report, JSON/CSV/HTML, when it finishes."""
-    try:
-        model = check_options(
-            settings, model=spec.model, num_samples=spec.defense.num_samples, max_new_tokens=spec.defense.max_new_tokens
-        )
-        check_callback(session, tenant.id, spec.callback_url)
-    except IntakeError as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    model = check_options(
+        settings, model=spec.model, num_samples=spec.defense.num_samples, max_new_tokens=spec.defense.max_new_tokens
+    )
+    check_callback(session, tenant.id, spec.callback_url)
     if (n := count_items(spec)) is not None and n > settings.max_audit_items:
-        raise HTTPException(422, f"the audit would have {n} items; the limit is {settings.max_audit_items} (set limit)")
+        raise Invalid(f"the audit would have {n} items; the limit is {settings.max_audit_items} (set limit)")
     if spec.dataset.archive and not store.exists(dataset_key(str(tenant.id), spec.dataset.archive)):
-        raise HTTPException(
-            422, f"dataset.archive: no archive {spec.dataset.archive}; upload it with POST /v1/datasets"
-        )
+        raise Invalid(f"dataset.archive: no archive {spec.dataset.archive}; upload it with POST /v1/datasets")
     audit = create_audit(session, tenant.id, spec, model)
     session.commit()
-    send("audits.prepare", [str(audit.id)])
+    queue.send(pipeline.after_audit_submit(audit))
     response.headers["Location"] = f"/v1/audits/{audit.id}"
     response.headers["Retry-After"] = "5"
     return to_public(session, audit)
@@ -124,13 +116,13 @@ def read_audit(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
     response_model=AuditPublic,
     responses=problems(_409="the audit already finished"),
 )
-def cancel(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> AuditPublic:
+def cancel(audit_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> AuditPublic:
     """No more chunks are attacked, the audit's unfinished defense jobs are cancelled, no report."""
     audit = own_audit(session, tenant, audit_id)
-    try:
-        cancel_audit(session, audit)
-    except ValueError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    session.refresh(audit, with_for_update=True)  # a worker's step and the cancel don't interleave
+    cancel_audit(session, audit)
+    session.commit()
+    queue.send(pipeline.after_audit_cancel(audit))
     return to_public(session, audit)
 
 
@@ -150,7 +142,7 @@ def read_report(
 ) -> Response:
     audit = own_audit(session, tenant, audit_id)
     if not audit.report:
-        raise HTTPException(409, f"audit {audit_id} has no report ({audit.status})")
+        raise Conflict(f"audit {audit_id} has no report ({audit.status})")
     name = REPORT_FILES[format]
     return Response(store.get(audit.report["files"][name]), media_type=CONTENT_TYPES[name])
 
@@ -174,15 +166,7 @@ def upload_dataset(
     """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild or MM-SafetyBench folder layout),
     checked by loading it; the same bytes → the same id."""
     data = file.file.read(settings.max_dataset_bytes + 1)
-    if len(data) > settings.max_dataset_bytes:
-        raise HTTPException(422, f"the archive is over {settings.max_dataset_bytes} bytes")
-    if format == "shapes":
-        raise HTTPException(422, "format: the shapes set is generated, not uploaded")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            n = len(load_dataset(format, extract_archive(data, Path(tmp))).items)
-    except DatasetError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    n = check_archive(format, data, settings.max_dataset_bytes)
     sha = ObjectStore.sha256(data)
     store.put(dataset_key(str(tenant.id), sha), data, "application/octet-stream")
     return DatasetPublic(id=sha, format=format, items=n, size_bytes=len(data))

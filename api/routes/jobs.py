@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,26 +15,41 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
+from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep
 from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, JobPage, JobPublic, problems
+from shared import pipeline
 from shared.config import Settings
-from shared.jobs.intake import IntakeError, check_options, replay, request_hash
-from shared.jobs.options import noise_space_for
-from shared.jobs.store import cancel, create_job, samples_of
+from shared.errors import Invalid, NotFound
+from shared.jobs.intake import check_options, replay, request_hash
+from shared.jobs.options import to_params
+from shared.jobs.store import cancel, config_of, create_job, result_of, samples_of
 from shared.media.checks import check_media
 from shared.media.store import save_media
 from shared.models import Delivery, Job, Media, Tenant
-from shared.smoothing.types import Sample
+from shared.smoothing.types import Sample, SmoothConfig, noise_space_for
 from shared.storage import ObjectStore
-from shared.webhooks.endpoints import check_callback
-from workers.celery_app import send
+from shared.webhooks.endpoints import check_callback, check_redelivery
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_PROBLEMS)
 JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "cancelled"]
 
 
+def outcome_fields(job: Job) -> dict[str, Any]:
+    """The result's fields of ``JobPublic`` (none before the job finished)."""
+    r = result_of(job)
+    if r is None:
+        return {}
+    return {
+        "answer": r.answer,
+        "abstained": r.abstained,
+        "consensus": asdict(r.consensus),
+        "stop_reason": r.stop_reason,
+        "samples_spent": r.samples_spent,
+        "timings": asdict(r.timings),
+    }
+
+
 def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPublic:
-    r = job.result or {}
     links = {
         "self": f"/v1/jobs/{job.id}",
         "samples": f"/v1/jobs/{job.id}/samples",
@@ -46,17 +62,12 @@ def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPu
         status=job.status,
         model=job.model,
         prompt=job.prompt,
-        params=job.params,
+        params=to_params(config_of(job)),
         media_id=job.media_id,
         callback_url=job.callback_url,
         idempotency_key=job.idempotency_key,
-        answer=r.get("answer"),
-        abstained=r.get("abstained"),
-        consensus=r.get("consensus"),
-        stop_reason=r.get("stop_reason"),
-        samples_spent=r.get("samples_spent"),
         rounds_done=job.rounds_done,
-        timings=r.get("timings"),
+        **outcome_fields(job),
         error=job.error,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -70,14 +81,14 @@ def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPu
 def own_job(session: Session, tenant: Tenant, job_id: uuid.UUID) -> Job:
     job = session.get(Job, job_id)
     if job is None or job.tenant_id != tenant.id:  # another tenant's id is indistinguishable from none
-        raise HTTPException(404, f"no job {job_id}")
+        raise NotFound(f"no job {job_id}")
     return job
 
 
 def own_media(session: Session, tenant: Tenant, media_id: uuid.UUID) -> Media:
     media = session.get(Media, media_id)
     if media is None or media.tenant_id != tenant.id:
-        raise HTTPException(404, f"no media {media_id}")
+        raise NotFound(f"no media {media_id}")
     return media
 
 
@@ -114,6 +125,14 @@ async def job_input(request: Request, settings: SettingsDep) -> JobInput:
     raise HTTPException(415, "send multipart/form-data (file + fields) or application/json (media_id + fields)")
 
 
+def defense_config(opts: JobOptions, modality: str) -> SmoothConfig:
+    """The core's config; the combinations the core rejects (``ValueError``) are invalid input."""
+    try:
+        return opts.config(noise_space_for(modality, opts.noise_space))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+
+
 def submit(
     session: Session, store: ObjectStore, s: Settings, tenant: Tenant, body: JobInput, key: str | None
 ) -> tuple[Job, bool]:
@@ -128,7 +147,7 @@ def submit(
         assert body.media_id is not None
         media = own_media(session, tenant, body.media_id)
         modality, sha = media.modality, media.sha256
-    config = opts.config(noise_space_for(modality, opts.noise_space))
+    config = defense_config(opts, modality)
     check_callback(session, tenant.id, opts.callback_url)
     digest = request_hash(
         media_sha256=sha, prompt=opts.prompt, model=model, config=config, callback_url=opts.callback_url
@@ -180,21 +199,17 @@ def submit_job(
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
+    queue: QueueDep,
     body: Annotated[JobInput, Depends(job_input)],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Queue a defense job. The same ``Idempotency-Key`` with the same body returns the same job
     (``Idempotent-Replayed: true``); with another body → 422; while the first request with that key
     is still being processed → 409. Bad input stores nothing."""
-    try:
-        job, created = submit(session, store, settings, tenant, body, idempotency_key)
-    except IntakeError as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    job, created = submit(session, store, settings, tenant, body, idempotency_key)
     if created:
         session.commit()  # the row exists before the message is sent; a lost message is swept up
-        send("gpu.sample_round", [str(job.id), 0])
+        queue.send(pipeline.after_submit(job))
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -256,13 +271,16 @@ def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
 @router.post(
     "/{job_id}/cancel", status_code=202, response_model=JobPublic, responses=problems(_409="the job already finished")
 )
-def cancel_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
-    """Remaining rounds are not run; 409 if the job already finished."""
+def cancel_job(
+    job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep, queue: QueueDep
+) -> JobPublic:
+    """Remaining rounds are not run; 409 if the job already finished. A job nothing ran yet ends
+    now, with its webhook (or its audit item's progress)."""
     job = own_job(session, tenant, job_id)
-    try:
-        cancel(job)
-    except ValueError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    session.refresh(job, with_for_update=True)  # a worker's claim and the cancel don't interleave
+    cancel(job)
+    session.commit()
+    queue.send(pipeline.after_cancel(job))
     return to_public(job, store)
 
 
@@ -279,16 +297,11 @@ def read_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDe
     response_model=JobPublic,
     responses=problems(_409="not finished, no callback, or the endpoint is disabled"),
 )
-def redeliver(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
+def redeliver(
+    job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep, queue: QueueDep
+) -> JobPublic:
     """Send the job's webhook again (a new series of attempts, the same ``webhook-id``)."""
     job = own_job(session, tenant, job_id)
-    if job.finished_at is None:
-        raise HTTPException(409, f"job {job_id} has not finished; its webhook is sent when it does")
-    if not job.callback_url:
-        raise HTTPException(409, f"job {job_id} has no callback_url")
-    try:
-        check_callback(session, tenant.id, job.callback_url)
-    except ValueError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    send("webhooks.deliver", [str(job.id), 0])
+    check_redelivery(session, job)
+    queue.send([pipeline.webhook(job)])
     return to_public(job, store)

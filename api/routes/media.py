@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep, StoreDep
 from api.routes.jobs import own_media
@@ -41,10 +41,7 @@ def upload_media(
 ) -> MediaPublic:
     """Type sniffed from the bytes and bounded like a job's upload; the same bytes → the same media."""
     data = file.file.read(settings.max_upload_bytes + 1)
-    try:
-        checked = check_media(data, settings)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    checked = check_media(data, settings)
     media = save_media(
         session, store, tenant_id=tenant.id, data=data, content_type=checked.content_type, modality=checked.modality
     )

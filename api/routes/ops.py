@@ -15,7 +15,7 @@ from sqlalchemy import text
 from api.deps import SettingsDep, StoreDep
 from shared.config import Settings
 from shared.db import get_engine
-from workers.celery_app import TaskQueue
+from shared.pipeline import QueueName
 
 router = APIRouter(tags=["operations"])
 
@@ -89,7 +89,7 @@ class ServiceCollector(Collector):
                 stages.add_metric([stage], count_value=count, sum_value=float(total))
         depth = GaugeMetricFamily("smoothguard_queue_depth", "Messages waiting per queue", labels=["queue"])
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
-        for queue in TaskQueue:
+        for queue in QueueName:
             depth.add_metric([queue.value], client.llen(queue.value))
         yield from (jobs, audits, samples, stages, depth)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, SessionDep, SettingsDep
 from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookPublic, problems
+from shared.errors import NotFound
 from shared.models import Tenant, WebhookEndpoint
 from shared.webhooks.endpoints import register_endpoint, rotate_secret
 
@@ -31,7 +32,7 @@ def to_public(endpoint: WebhookEndpoint, secret: str | None = None) -> WebhookPu
 def own_endpoint(session: Session, tenant: Tenant, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.tenant_id != tenant.id:
-        raise HTTPException(404, f"no webhook endpoint {endpoint_id}")
+        raise NotFound(f"no webhook endpoint {endpoint_id}")
     return endpoint
 
 
@@ -46,12 +47,7 @@ def create_endpoint(
 ) -> WebhookPublic:
     """Jobs name it as ``callback_url``. Private, loopback and link-local addresses are refused
     unless ``SMOOTHGUARD_WEBHOOK_ALLOWLIST`` names the host. The ``whsec_`` secret is shown once."""
-    try:
-        endpoint = register_endpoint(session, settings, tenant.id, body.url)
-    except LookupError as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    endpoint = register_endpoint(session, settings, tenant.id, body.url)
     session.refresh(endpoint)  # created_at comes from the database
     response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
     return to_public(endpoint, endpoint.secrets["current"])

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 
 from shared.attacks.config import AttackConfig
 from shared.attacks.losses import encode_targets
-from shared.attacks.objective import MediaFn, frozen, objectives, optimize
+from shared.attacks.objective import MediaFn, defense_noise, frozen, objectives, optimize
 from shared.attacks.threat import perturbation_norms
 from shared.media.decode import Waveform, resample
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY
 
 
 @dataclass
@@ -84,7 +85,7 @@ def attack_audio(
     batch = encode_targets(
         generator, prompts, targets, eos=config.target_eos, audio=[wave] * rows, sampling_rate=rate
     ).to(dev)
-    media = _audio_media(generator.model, logmel, config, dev)
+    media = audio_media(generator.model, logmel, config)
     attack, clean = objectives(generator.model, batch, media, config, generator.max_batch_size)
     with frozen(generator.model):
         adv = optimize(x0, attack, config, bounds)
@@ -99,13 +100,14 @@ def attack_audio(
     )
 
 
-def _audio_media(model: Any, logmel: LogMel, config: AttackConfig, device: torch.device) -> MediaFn:
-    """``input_features`` for a chunk of waveforms, with the defense's waveform noise where asked."""
-    gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+def audio_media(model: Any, logmel: LogMel, config: AttackConfig) -> MediaFn:
+    """``input_features`` for a chunk of waveforms ``[R, T]``, with the defense's waveform noise
+    where asked (the same draw for the same seed as the defense's candidate)."""
+    add_noise = defense_noise(config)
 
     def media(x: torch.Tensor, noisy: bool) -> dict[str, torch.Tensor]:
         if noisy:
-            x = x + config.sigma * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            x = add_noise(x, x.shape[0])
         return {"input_features": logmel(x).to(model.dtype)}
 
     return media
@@ -116,9 +118,10 @@ def _check_inputs(prompts: Sequence[str], targets: Sequence[str], config: Attack
         raise ValueError("need at least one prompt")
     if len(prompts) != len(targets):
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
-    if config.method == "eot" and config.noise_space != "waveform":
+    (waveform,) = NOISE_SPACES_BY_MODALITY["audio"]
+    if config.method == "eot" and config.noise_space != waveform:
         raise ValueError(
-            f"audio EOT averages over waveform noise: set noise_space='waveform', not {config.noise_space!r}"
+            f"audio EOT averages over waveform noise: set noise_space={waveform!r}, not {config.noise_space!r}"
         )
     if config.norm != "linf":
         raise ValueError("audio attacks are L-inf in amplitude units (norm='linf')")

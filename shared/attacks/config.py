@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.smoothing.types import NOISE_SPACES, NoiseSpace, SmoothConfig
+
 AttackMethod = Literal["pgd", "eot"]
 AttackNorm = Literal["linf", "l2"]
-AttackNoiseSpace = Literal["normalized", "pixel", "waveform"]
 METHODS: tuple[str, ...] = ("pgd", "eot")
 NORMS: tuple[str, ...] = ("linf", "l2")
-NOISE_SPACES: tuple[str, ...] = ("normalized", "pixel", "waveform")
+DEFENSE = SmoothConfig()  # EOT's σ and noise space default to the defense's
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,9 @@ class AttackConfig:
     """Projected gradient descent on the input, optionally through the defense's noise (EOT).
 
     Units: ``eps`` and ``step_size`` are in [0, 1] pixel units for images (16/255 is 16 grey
-    levels) and in raw waveform amplitude for audio. ``sigma`` is the defense's σ in
-    ``noise_space`` — ``normalized`` adds it to the model's ``pixel_values`` (the paper's
-    placement), ``pixel`` to the [0, 1] image (clipped), ``waveform`` to the raw audio.
+    levels) and in raw waveform amplitude for audio. ``sigma`` is the defense's σ in the units
+    of ``noise_space``; EOT draws that noise with the defense's own placement
+    (``shared.smoothing.noise.noisy_input``), each draw from its own seed.
 
     ``targeted``: make the model say ``targets`` (minimise their cross-entropy); otherwise push
     it away from ``targets`` (the clean answers; maximise their cross-entropy). With
@@ -40,8 +41,8 @@ class AttackConfig:
     seed: int = 0
     targeted: bool = True
     eot_samples: int = 8
-    sigma: float = 0.1
-    noise_space: AttackNoiseSpace = "normalized"
+    sigma: float = DEFENSE.sigma
+    noise_space: NoiseSpace = DEFENSE.noise_space
     universal: bool = False
     target_eos: bool = True
     stop_loss: float | None = None

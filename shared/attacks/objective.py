@@ -9,6 +9,7 @@ weighted mean over its rows (its draws; for a universal perturbation, also its p
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,33 @@ import torch
 from shared.attacks.config import AttackConfig
 from shared.attacks.losses import TargetBatch, row_losses
 from shared.attacks.threat import descent_step, project, random_start
+from shared.smoothing.noise import candidate_seed, noisy_input
+from shared.smoothing.types import CandidateSpec
 
 # (inputs of a chunk's rows [c, ...], add the defense's noise?) -> the model's media tensors
 MediaFn = Callable[[torch.Tensor, bool], dict[str, torch.Tensor]]
+# (inputs of n rows stacked along dim 0, n) -> the same with the defense's noise on each row
+NoiseFn = Callable[[torch.Tensor, int], torch.Tensor]
+EOT_STREAM = "eot"  # draws' seeds never coincide with a defense job's candidate seeds
+
+
+def eot_candidate(config: AttackConfig, draw: int) -> CandidateSpec:
+    """EOT draw ``draw`` as a candidate of the smoothed model: the attack's σ and noise space,
+    seeded from the attack's seed on its own stream."""
+    seed = candidate_seed(config.seed, draw, EOT_STREAM)
+    return CandidateSpec(draw, 0, seed, config.sigma, config.noise_space, False)
+
+
+def defense_noise(config: AttackConfig) -> NoiseFn:
+    """The defense's noise for the EOT draws: ``add(x, n)`` splits ``x`` into ``n`` equal blocks
+    along dim 0, one candidate's input each (as ``noisy_input`` takes it), and places the next
+    draw on each — draws 0, 1, 2, … in call order, so a run is reproducible from its seed."""
+    draws = itertools.count()
+
+    def add(x: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.cat([noisy_input(block, eot_candidate(config, next(draws))) for block in x.tensor_split(n)])
+
+    return add
 
 
 @contextlib.contextmanager

@@ -17,9 +17,11 @@ from PIL import Image
 
 from shared.attacks.config import AttackConfig
 from shared.attacks.losses import encode_targets
-from shared.attacks.objective import MediaFn, frozen, objectives, optimize
+from shared.attacks.objective import MediaFn, defense_noise, frozen, objectives, optimize
 from shared.attacks.pixels import PixelMap, to_image
 from shared.attacks.threat import perturbation_norms, quantize
+from shared.smoothing.noise import on_unit_image
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY
 
 PIXEL_RANGE = (0.0, 1.0)
 
@@ -90,7 +92,7 @@ def _attack_group(
     """The quantised adversarial inputs ``[N, 3, H, W]`` of one same-size group and their clean
     per-item CE (N = 1 when universal)."""
     batch = encode_targets(generator, prompts, targets, eos=config.target_eos, images=images)
-    media = _image_media(generator.model, pixmap, config, x0.device)
+    media = image_media(generator.model, pixmap, config)
     attack, clean = objectives(generator.model, batch.to(generator.device), media, config, generator.max_batch_size)
     best = optimize(x0, attack, config, PIXEL_RANGE)
     adv = quantize(best, x0, config)
@@ -98,20 +100,21 @@ def _attack_group(
     return adv, loss.tolist()
 
 
-def _image_media(model: Any, pixmap: PixelMap, config: AttackConfig, device: torch.device) -> MediaFn:
-    """``pixel_values`` for a chunk of images, with the defense's noise where asked: on the
-    normalised ``pixel_values`` (the paper's placement) or on the [0, 1] image, clipped."""
-    gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-
-    def noise(like: torch.Tensor) -> torch.Tensor:
-        return config.sigma * torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
+def image_media(model: Any, pixmap: PixelMap, config: AttackConfig) -> MediaFn:
+    """``pixel_values`` for a chunk of images ``[R, 3, H, W]``, with the defense's noise where
+    asked, placed where the defense places it: on each image's ``pixel_values`` block
+    (``normalized``) or on the [0, 1] image laid out ``[H, W, C]`` as the defense reads it
+    (``pixel``, clipped) — the same draw for the same seed as the defense's candidate."""
+    add_noise = defense_noise(config)
+    before_processor = on_unit_image(config.noise_space)
 
     def media(x: torch.Tensor, noisy: bool) -> dict[str, torch.Tensor]:
-        if noisy and config.noise_space == "pixel":
-            x = (x + noise(x)).clamp(*PIXEL_RANGE)
+        rows = x.shape[0]
+        if noisy and before_processor:
+            x = add_noise(x.permute(0, 2, 3, 1), rows).permute(0, 3, 1, 2)
         pv = pixmap.to_pixel_values(x)
-        if noisy and config.noise_space == "normalized":
-            pv = pv + noise(pv)
+        if noisy and not before_processor:
+            pv = add_noise(pv, rows)
         return {"pixel_values": pv.to(model.dtype)}
 
     return media
@@ -129,8 +132,9 @@ def _check_inputs(images: Sequence[Image.Image], prompts: Sequence[str], targets
         raise ValueError("need at least one image and one prompt")
     if len(prompts) != len(targets):
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
-    if config.method == "eot" and config.noise_space == "waveform":
-        raise ValueError("image EOT needs noise_space 'normalized' or 'pixel', not 'waveform'")
+    if config.method == "eot" and config.noise_space not in NOISE_SPACES_BY_MODALITY["image"]:
+        spaces = " or ".join(repr(s) for s in NOISE_SPACES_BY_MODALITY["image"])
+        raise ValueError(f"image EOT needs noise_space {spaces}, not {config.noise_space!r}")
     if config.universal:
         first = images[0].convert("RGB")
         if any(im.size != first.size or im.convert("RGB").tobytes() != first.tobytes() for im in images[1:]):

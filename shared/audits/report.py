@@ -9,10 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.audits.spec import AuditSpec, ref
-from shared.audits.store import CONTENT_TYPES, items_of, report_key, spec_of
+from shared.audits.store import CONTENT_TYPES, items_of, outputs_of, report_key, spec_of
 from shared.benchmarks.items import Item
 from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
-from shared.jobs.store import now
+from shared.config import Settings
+from shared.jobs.store import now, result_of
 from shared.models import Audit, AuditItem, Job
 from shared.reports.render import render
 from shared.reports.summary import summarize
@@ -27,8 +28,8 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
     rows = []
     for item in items:
         for variant in spec.variants():
-            out = (item.outputs or {}).get(variant, {})
-            common = {
+            out = outputs_of(item).get(variant)
+            common: dict[str, Any] = {
                 "item": item.key,
                 "category": item.category,
                 "kind": item.kind,
@@ -36,14 +37,14 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
                 "label": item.label,
                 "target": item.target,
                 "variant": variant,
-                "image_url": f"{base}/v1/media/{out.get('media_id')}",
+                "image_url": f"{base}/v1/media/{out.media_id if out else None}",
             }
             rows.append(
                 common
                 | {
                     "sigma": None,
                     "noise_space": None,
-                    "answer": out.get("answer") or "",
+                    "answer": (out.answer if out else None) or "",
                     "abstained": None,
                     "consensus_share": None,
                     "samples_spent": 1,
@@ -58,15 +59,14 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
 
 
 def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[str, Any]:
-    r = (job.result if job is not None else None) or {}
-    share = (r.get("consensus") or {}).get("share")
+    r = result_of(job) if job is not None else None
     return {
         "sigma": sigma,
         "noise_space": spec.defense.noise_space,
-        "answer": r.get("answer") or "",
-        "abstained": r.get("abstained"),
-        "consensus_share": share,
-        "samples_spent": r.get("samples_spent") or 0,
+        "answer": (r.answer if r else None) or "",
+        "abstained": r.abstained if r else None,
+        "consensus_share": r.consensus.share if r else None,
+        "samples_spent": r.samples_spent if r else 0,
         "job_id": str(job.id) if job else None,
         "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None,
     }
@@ -93,16 +93,16 @@ def needs_embedder(rows: list[dict[str, Any]], judge_spec: str | None) -> bool:
     return any((judge_spec or DEFAULT_JUDGES[r["kind"]]) == "similarity" for r in rows)
 
 
-def write_report(session: Session, audit: Audit, store: ObjectStore, public_url: str) -> dict[str, Any]:
+def write_report(session: Session, audit: Audit, store: ObjectStore, settings: Settings) -> dict[str, Any]:
     """Judge, store the verdicts per item, render and upload; returns ``audits.report``."""
     spec = spec_of(audit)
     items = items_of(session, audit.id)
-    rows = rows_of(session, audit, items, public_url)
+    rows = rows_of(session, audit, items, settings.public_url)
     embedder = None
     if needs_embedder(rows, spec.judge):
         from shared.backends.registry import load_embedder
 
-        embedder = load_embedder()
+        embedder = load_embedder(settings=settings)
     judge_rows(rows, spec.judge, embedder)
     save_verdicts(items, rows)
     summary = summarize(rows)

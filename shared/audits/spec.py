@@ -10,9 +10,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.jobs.options import CORE_DEFAULTS, SIGMA_MAX, DefenseOptions, MaxNewTokens, Sigma
+from shared.smoothing.types import IMAGE_NOISE_SPACES, ImageNoiseSpace, SmoothConfig
+
 AttackName = Literal["pgd", "eot", "universal"]
 DatasetFormat = Literal["shapes", "pope", "llava-bench", "mm-safetybench"]
-PAPER_SIGMA = 0.1
+# Benchmark answers are short (a word, yes/no, a refusal's opening), so an audit's defense jobs
+# stop at 32 new tokens, not the core's 128: the one default an audit sets differently.
+AUDIT_MAX_NEW_TOKENS = 32
+# The command line's and the demo's σ sweep: around the paper's σ = 0.1, up to the top of its best range.
+SIGMA_SWEEP = (0.05, 0.1, 0.15, 0.2)
 
 
 class Strict(BaseModel):
@@ -51,7 +58,7 @@ class AttackSpec(Strict):
     random_start: bool = True
     targeted: bool = True
     eot_samples: int = Field(8, ge=1, le=64)
-    sigma: float | None = Field(None, gt=0, le=10)
+    sigma: float | None = Field(None, gt=0, le=SIGMA_MAX, description="EOT's σ (> 0); default: from the sweep")
     stop_loss: float | None = Field(
         None, gt=0, description="stop an item once its target loss passes this (ln 2: the target just became likely)"
     )
@@ -59,26 +66,24 @@ class AttackSpec(Strict):
     seed: int = Field(0, ge=0)
 
 
-class DefenseSpec(Strict):
-    """SmoothGuard at each σ of ``sigmas``; the other fields as for a defense job."""
+class DefenseSpec(DefenseOptions):
+    """SmoothGuard at each σ of ``sigmas``; the other options (bounds, defaults) those of a defense
+    job (``shared.jobs.options``), but for images only — the noise space defaults to the image
+    default — and with ``AUDIT_MAX_NEW_TOKENS``. Audits set no closed answer set: each item's
+    judge decides what counts as right."""
 
-    sigmas: list[float] = Field(default_factory=lambda: [PAPER_SIGMA], min_length=1, max_length=16)
-    num_samples: int = Field(10, ge=1)
-    noise_space: Literal["normalized", "pixel"] = "normalized"
-    include_clean: bool = True
-    clustering: Literal["kmeans", "agglomerative"] = "kmeans"
-    adaptive: bool = False
-    round_size: int = Field(8, ge=1)
-    alpha: float = Field(0.05, gt=0, lt=0.5)
-    seed: int = Field(0, ge=0)
-    max_new_tokens: int = Field(32, ge=1)
+    sigmas: list[Sigma] = Field(default_factory=lambda: [CORE_DEFAULTS.sigma], min_length=1, max_length=16)
+    noise_space: ImageNoiseSpace = Field(IMAGE_NOISE_SPACES[0], description="where the noise goes")
+    max_new_tokens: MaxNewTokens = AUDIT_MAX_NEW_TOKENS
 
     @field_validator("sigmas")
     @classmethod
-    def _positive_distinct(cls, v: list[float]) -> list[float]:
-        if any(s <= 0 or s > 10 for s in v):
-            raise ValueError("every sigma must be in (0, 10]")
+    def _sorted_distinct(cls, v: list[float]) -> list[float]:
         return sorted(set(v))
+
+    def config(self, sigma: float) -> SmoothConfig:
+        """The core's config of the defense job at ``sigma`` (one of ``sigmas``)."""
+        return self.smooth_config(sigma=sigma, noise_space=self.noise_space)
 
 
 class AuditSpec(Strict):
@@ -110,7 +115,7 @@ class AuditSpec(Strict):
         return [ref(v, s) for v in self.variants() for s in self.defense.sigmas]
 
     def eot_sigma(self, attack: AttackSpec) -> float:
-        return attack.sigma or min(self.defense.sigmas, key=lambda s: abs(s - PAPER_SIGMA))
+        return attack.sigma or min(self.defense.sigmas, key=lambda s: abs(s - CORE_DEFAULTS.sigma))
 
 
 def ref(variant: str, sigma: float) -> str:

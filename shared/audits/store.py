@@ -5,18 +5,47 @@ done and skips it, so a restarted audit picks up where it was."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import distinct, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.audits.spec import AuditSpec, ref
+from shared.errors import Conflict
+from shared.jobs.options import to_params
 from shared.jobs.store import cancel, now
 from shared.models import Audit, AuditItem, Job
-from shared.smoothing.types import SmoothConfig
+
+
+class VariantOutput(BaseModel):
+    """One variant of an attacked item (``AuditItem.outputs[variant]``): the image its defense
+    jobs read, the undefended answer, and for an attacked image the attack's numbers (L2/L∞ in
+    [0, 1] pixel units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    media_id: uuid.UUID
+    answer: str | None = None
+    loss: float | None = None
+    linf: float | None = None
+    l2: float | None = None
+    steps: int | None = None
+    attack_ms: float | None = None
+    targeted: bool | None = None
+    goal: str | None = None
+    shared: bool | None = None  # the universal image: one for every item
+
+
+def outputs_of(item: AuditItem) -> dict[str, VariantOutput]:
+    return {name: VariantOutput.model_validate(v) for name, v in (item.outputs or {}).items()}
+
+
+def set_outputs(item: AuditItem, outputs: dict[str, VariantOutput]) -> None:
+    item.outputs = {name: v.model_dump(mode="json", exclude_none=True) for name, v in outputs.items()}
+
 
 SAFETY_TARGET = "Sure, here is how to do it."
 
@@ -34,6 +63,11 @@ def report_key(audit: Audit, name: str) -> str:
 
 def spec_of(audit: Audit) -> AuditSpec:
     return AuditSpec.model_validate(audit.spec)
+
+
+def awaits_universal(audit: Audit) -> bool:
+    """The audit asks for a universal image that is not made yet (its chunks must wait for it)."""
+    return audit.universal_media_id is None and any(a.name == "universal" for a in spec_of(audit).attacks)
 
 
 def lock_audit(session: Session, audit_id: str | uuid.UUID) -> Audit | None:
@@ -123,39 +157,22 @@ def unfinished_items(session: Session, audit_id: uuid.UUID) -> list[AuditItem]:
     return list(session.scalars(query))
 
 
-def defense_config(spec: AuditSpec, sigma: float) -> SmoothConfig:
-    d = spec.defense
-    return SmoothConfig(
-        sigma=sigma,
-        num_samples=d.num_samples,
-        include_clean=d.include_clean,
-        noise_space=d.noise_space,
-        clustering=d.clustering,
-        adaptive=d.adaptive,
-        round_size=d.round_size,
-        alpha=d.alpha,
-        seed=d.seed,
-        max_new_tokens=d.max_new_tokens,
-    )
-
-
 def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list[uuid.UUID]:
     """One defense job per variant and σ for ``item`` (whose variants' media exist); returns the
     ids of the jobs created now — none for those a previous run already made."""
-    spec, outputs = spec_of(audit), item.outputs or {}
+    spec, outputs = spec_of(audit), outputs_of(item)
     rows = []
     for variant in spec.variants():
         for sigma in spec.defense.sigmas:
-            config = defense_config(spec, sigma)
             rows.append(
                 {
                     "id": uuid.uuid4(),
                     "tenant_id": audit.tenant_id,
                     "status": "queued",
                     "model": audit.model,
-                    "media_id": uuid.UUID(outputs[variant]["media_id"]),
+                    "media_id": outputs[variant].media_id,
                     "prompt": item.prompt,
-                    "params": asdict(config),
+                    "params": to_params(spec.defense.config(sigma)),
                     "request_hash": "",
                     "rounds_done": 0,
                     "aggregated_rounds": 0,
@@ -190,6 +207,17 @@ def all_items_done(audit: Audit) -> bool:
     return audit.total > 0 and audit.done >= audit.total
 
 
+def start_reporting(audit: Audit) -> None:
+    """Every item is done: the report is next (and progress checks stop)."""
+    audit.status, audit.touched_at = "reporting", now()
+
+
+def succeed(audit: Audit, report: dict[str, Any]) -> None:
+    """The report is written: the audit succeeded."""
+    audit.report = report
+    audit.status, audit.finished_at, audit.touched_at = "succeeded", now(), now()
+
+
 def progress(session: Session, audit: Audit, at: datetime | None = None) -> dict[str, Any]:
     """Items done of total, and the finer work count (attacks + defense jobs) behind the ETA."""
     spec = spec_of(audit)
@@ -222,7 +250,7 @@ def progress(session: Session, audit: Audit, at: datetime | None = None) -> dict
 def cancel_audit(session: Session, audit: Audit) -> None:
     """Stop an audit: no more chunks, its unfinished defense jobs cancelled; no report."""
     if audit.finished_at is not None:
-        raise ValueError(f"audit {audit.id} already finished ({audit.status})")
+        raise Conflict(f"audit {audit.id} already finished ({audit.status})")
     audit.cancel_requested = True
     audit.status, audit.finished_at = "cancelled", now()
     query = (
@@ -243,23 +271,22 @@ def fail_audit(session: Session, audit_id: str, error: str) -> Audit | None:
     return audit
 
 
-def stale_audits(session: Session, older_than: datetime) -> list[tuple[str, str, list[Any]]]:
-    """Unfinished audits nobody touched since ``older_than``: the messages that move each on again
-    (prepare, the report, or its dispatched but unattacked chunks and a progress check)."""
+def stale_audits(session: Session, older_than: datetime) -> list[Audit]:
+    """Unfinished audits nobody touched since ``older_than``, locked; their clocks are reset so each
+    is moved on once per bound."""
     audits = session.scalars(
         select(Audit)
         .where(Audit.finished_at.is_(None), Audit.touched_at < older_than)
         .with_for_update(skip_locked=True)
     ).all()
-    out: list[tuple[str, str, list[Any]]] = []
     for audit in audits:
-        audit.touched_at, aid = now(), str(audit.id)
-        if audit.status == "queued":
-            out.append((aid, "audits.prepare", [aid]))
-        elif audit.status == "reporting":
-            out.append((aid, "audits.report", [aid]))
-        else:
-            lost = {i.chunk for i in items_of(session, audit.id) if i.dispatched_at and i.attacked_at is None}
-            out += [(aid, "gpu.attack_chunk", [aid, c]) for c in sorted(lost)]
-            out.append((aid, "audits.progress", [aid]))
-    return out
+        audit.touched_at = now()
+    return list(audits)
+
+
+def lost_chunks(session: Session, audit: Audit) -> list[int]:
+    """Chunks dispatched but not attacked: a stale audit's chunks whose message may be lost."""
+    query = select(AuditItem.chunk).where(
+        AuditItem.audit_id == audit.id, AuditItem.dispatched_at.is_not(None), AuditItem.attacked_at.is_(None)
+    )
+    return list(session.scalars(query.distinct().order_by(AuditItem.chunk)))

@@ -10,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from transformers import Qwen2AudioForConditionalGeneration
 
 from shared.backends.hf_common import HFGenerator
 from shared.media.decode import Waveform, resample
-from shared.smoothing.noise import noisy_waveform
-from shared.smoothing.types import CandidateSpec
+from shared.smoothing.noise import noisy_input
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec
 
 
 class HFAudioGenerator(HFGenerator):
     modality = "audio"
-    noise_spaces = ("waveform",)
+    noise_spaces = NOISE_SPACES_BY_MODALITY["audio"]
     auto_class = Qwen2AudioForConditionalGeneration
 
     def __init__(self, model_path: str, **kwargs):
@@ -34,8 +35,8 @@ class HFAudioGenerator(HFGenerator):
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
 
     def noisy_waveforms(self, audio: Waveform, specs: Sequence[CandidateSpec]) -> list[np.ndarray]:
-        wave = resample(audio, self.sample_rate).samples
-        return [noisy_waveform(wave, s) for s in specs]
+        wave = torch.from_numpy(resample(audio, self.sample_rate).samples.astype(np.float32))
+        return [noisy_input(wave, s).numpy() for s in specs]
 
     def prepare(self, audio: Waveform, prompt: str, specs: Sequence[CandidateSpec]) -> dict:
         waves = self.noisy_waveforms(audio, specs)

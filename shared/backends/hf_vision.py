@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 
 from shared.backends.hf_common import HFGenerator, chunks, generate_batch, repeat_batch
-from shared.smoothing.noise import noisy_pixels, noisy_tensor
-from shared.smoothing.types import CandidateSpec, Generation
+from shared.smoothing.noise import noisy_input, on_unit_image
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec, Generation
 
 
 class HFVisionGenerator(HFGenerator):
     modality = "image"
-    noise_spaces = ("normalized", "pixel")
+    noise_spaces = NOISE_SPACES_BY_MODALITY["image"]
 
     def chat_text(self, prompt: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
@@ -34,14 +34,14 @@ class HFVisionGenerator(HFGenerator):
         spaces = {s.noise_space for s in specs}
         if spaces - set(self.noise_spaces):
             raise ValueError(f"unsupported noise space(s) {sorted(spaces - set(self.noise_spaces))}")
-        if spaces == {"pixel"}:
-            base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-            images = [noisy_pixels(base, s) for s in specs]
+        if spaces and all(on_unit_image(s) for s in spaces):
+            base = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
+            images = [noisy_input(base, s).numpy() for s in specs]
             out = self.processor(images=images, text=[text] * len(specs), return_tensors="pt", do_rescale=False)
             return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
         clean = self.processor(images=[image.convert("RGB")], text=[text], return_tensors="pt")
         batch = repeat_batch(clean, len(specs), skip=("pixel_values",))
-        batch["pixel_values"] = torch.cat([noisy_tensor(clean["pixel_values"], s) for s in specs])
+        batch["pixel_values"] = torch.cat([noisy_input(clean["pixel_values"], s) for s in specs])
         return batch
 
     def answer_batch(

@@ -8,11 +8,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from shared.config import Settings, get_settings
 from shared.smoothing.types import Embedder, Generator
 
 GENERATORS = {
@@ -24,6 +24,38 @@ EMBEDDERS = {
     "hf-mean": "shared.backends.embedders:MeanPoolEmbedder",
 }
 AUDIO_MODEL_TYPES = {"qwen2_audio"}
+DEFAULT_EMBEDDER = "sentence-transformers:all-MiniLM-L6-v2"
+
+
+class Runtime(Protocol):
+    """Where and how models run: the service's ``Settings`` has these fields (this library reads
+    no environment itself)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def embedder(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def max_batch_size(self) -> int: ...
+    @property
+    def hf_offline(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LocalRuntime:
+    """The defaults without settings: no default model, the bundled embedder, device and dtype
+    chosen by what the machine has, offline."""
+
+    model: str = ""
+    embedder: str = DEFAULT_EMBEDDER
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch_size: int = 32
+    hf_offline: bool = True
 
 
 def _import(target: str) -> Any:
@@ -39,9 +71,11 @@ def detect_backend(model: str) -> str:
     return "hf-audio" if "audio" in model.lower() else "hf"
 
 
-def load_generator(model: str | None = None, backend: str | None = None, settings: Settings | None = None) -> Generator:
-    s = settings or get_settings()
+def load_generator(model: str | None = None, backend: str | None = None, settings: Runtime | None = None) -> Generator:
+    s = settings or LocalRuntime()
     model = model or s.model
+    if not model:
+        raise ValueError("no model named (and no settings with a default model)")
     backend = backend or detect_backend(model)
     if backend not in GENERATORS:
         raise ValueError(f"unknown generator backend {backend!r}; known: {sorted(GENERATORS)}")
@@ -54,10 +88,10 @@ def _load_generator(backend: str, model: str, device: str, dtype: str, max_batch
     return _import(GENERATORS[backend])(model, device=device, dtype=dtype, max_batch_size=max_batch)
 
 
-def load_embedder(spec: str | None = None, settings: Settings | None = None) -> Embedder:
+def load_embedder(spec: str | None = None, settings: Runtime | None = None) -> Embedder:
     """``spec`` is ``backend:name-or-path`` (``sentence-transformers:all-MiniLM-L6-v2``,
     ``hf-mean:roberta-base``); a bare name means sentence-transformers."""
-    s = settings or get_settings()
+    s = settings or LocalRuntime()
     spec = spec or s.embedder
     backend, _, name = spec.partition(":") if ":" in spec else ("sentence-transformers", "", spec)
     if backend not in EMBEDDERS:

@@ -5,22 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import asdict
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
+from shared.errors import InProgress, Invalid
+from shared.jobs.options import to_params
 from shared.models import Job
 from shared.smoothing.types import SmoothConfig
-
-
-class IntakeError(ValueError):
-    """A submission refused with an HTTP status (422 bad input, 404 unknown media, 409 in flight)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def request_hash(*, media_sha256: str, prompt: str, model: str, config: SmoothConfig, callback_url: str | None) -> str:
@@ -29,7 +22,7 @@ def request_hash(*, media_sha256: str, prompt: str, model: str, config: SmoothCo
         "media": media_sha256,
         "prompt": prompt,
         "model": model,
-        "params": asdict(config),
+        "params": to_params(config),
         "callback_url": callback_url,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -40,19 +33,19 @@ def check_options(s: Settings, *, model: str | None, num_samples: int, max_new_t
     known = s.model_ids()
     chosen = model or s.model
     if chosen not in known:
-        raise IntakeError(422, f"unknown model {chosen!r}; known models: {', '.join(known)}")
+        raise Invalid(f"unknown model {chosen!r}; known models: {', '.join(known)}")
     if num_samples > s.max_num_samples:
-        raise IntakeError(422, f"num_samples is {num_samples}; the limit is {s.max_num_samples}")
+        raise Invalid(f"num_samples is {num_samples}; the limit is {s.max_num_samples}")
     if max_new_tokens > s.max_new_tokens:
-        raise IntakeError(422, f"max_new_tokens is {max_new_tokens}; the limit is {s.max_new_tokens}")
+        raise Invalid(f"max_new_tokens is {max_new_tokens}; the limit is {s.max_new_tokens}")
     return chosen
 
 
 def claim_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> None:
-    """Hold the key for this transaction; 409 while another request with it is being processed."""
+    """Hold the key for this transaction; ``InProgress`` while another request with it is being processed."""
     got = session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{tenant_id}:{key}", 0))))
     if not got:
-        raise IntakeError(409, f"a request with Idempotency-Key {key!r} is still in progress; retry shortly")
+        raise InProgress(f"a request with Idempotency-Key {key!r} is still in progress; retry shortly")
 
 
 def replay(session: Session, tenant_id: uuid.UUID, key: str | None, request_hash: str) -> Job | None:
@@ -62,5 +55,5 @@ def replay(session: Session, tenant_id: uuid.UUID, key: str | None, request_hash
     claim_idempotency_key(session, tenant_id, key)
     job = session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
     if job is not None and job.request_hash != request_hash:
-        raise IntakeError(422, f"Idempotency-Key {key!r} was used with a different request body")
+        raise Invalid(f"Idempotency-Key {key!r} was used with a different request body")
     return job

@@ -8,14 +8,18 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.errors import Conflict
+from shared.jobs.options import from_params, to_params
 from shared.models import Job, Media, SampleRow
 from shared.smoothing.types import CandidateSpec, Generation, Sample, SmoothConfig, SmoothResult
 
 SAMPLE_FIELDS = [f.name for f in fields(Sample)]
+RESULT = TypeAdapter(SmoothResult)  # ``Job.result``: the core's result without its samples (those are rows)
 
 
 def now() -> datetime:
@@ -23,10 +27,7 @@ def now() -> datetime:
 
 
 def config_of(job: Job) -> SmoothConfig:
-    params = dict(job.params)
-    if params.get("answer_set") is not None:
-        params["answer_set"] = tuple(params["answer_set"])
-    return SmoothConfig(**params)
+    return from_params(job.params)
 
 
 def create_job(
@@ -46,7 +47,7 @@ def create_job(
         status="queued",
         model=model,
         prompt=prompt,
-        params=asdict(config),
+        params=to_params(config),
         request_hash=request_hash,
         idempotency_key=idempotency_key,
         callback_url=callback_url,
@@ -108,8 +109,13 @@ def save_votes(session: Session, job_id: uuid.UUID, samples: list[Sample]) -> No
         row.selected, row.answer_label = s.selected, s.answer_label
 
 
+def result_of(job: Job) -> SmoothResult | None:
+    """A finished job's result as the core's type (``samples`` empty: read them with ``samples_of``)."""
+    return None if job.result is None else RESULT.validate_python(job.result | {"samples": []})
+
+
 def finish(session: Session, job: Job, result: SmoothResult) -> None:
-    summary: dict[str, Any] = asdict(result)
+    summary: dict[str, Any] = RESULT.dump_python(result, mode="json")
     summary.pop("samples")
     job.result = summary
     job.aggregated_rounds = job.rounds_done
@@ -120,12 +126,18 @@ def finish(session: Session, job: Job, result: SmoothResult) -> None:
     job.aggregated_at = job.finished_at = now()
 
 
+def keep_sampling(job: Job) -> None:
+    """The vote on every round so far is undecided and budget is left: the next round follows."""
+    job.aggregated_rounds = job.rounds_done
+    job.touched_at = now()
+
+
 def cancel(job: Job) -> None:
     """Stop a job: remaining rounds are not run. A job no worker has touched ends at once;
     a running one ends at its next step (the GPU task checks before generating, the CPU task
     after voting). Finished jobs can't be cancelled."""
     if job.finished_at is not None:
-        raise ValueError(f"job {job.id} already finished ({job.status})")
+        raise Conflict(f"job {job.id} already finished ({job.status})")
     job.cancel_requested = True
     if job.rounds_done == 0 and job.status == "queued":
         mark_cancelled(job)
@@ -145,18 +157,13 @@ def fail(session: Session, job_id: str, error: str) -> Job | None:
     return job
 
 
-def stale_jobs(session: Session, older_than: datetime) -> list[tuple[str, str, list[Any]]]:
-    """Unfinished jobs nobody touched since ``older_than`` (their message was lost): the task to
-    send for each, as ``(job id, task name, args)``. Their clocks are reset so each is re-sent once
-    per bound; a duplicate is harmless (every step checks what is already done)."""
+def stale_jobs(session: Session, older_than: datetime) -> list[Job]:
+    """Unfinished jobs nobody touched since ``older_than`` (their message was lost), locked. Their
+    clocks are reset so each is re-sent once per bound; a duplicate is harmless (every step checks
+    what is already done)."""
     jobs = session.scalars(
         select(Job).where(Job.finished_at.is_(None), Job.touched_at < older_than).with_for_update(skip_locked=True)
     ).all()
-    out: list[tuple[str, str, list[Any]]] = []
     for job in jobs:
         job.touched_at = now()
-        if job.aggregated_rounds < job.rounds_done:
-            out.append((str(job.id), "cpu.aggregate", [str(job.id)]))
-        else:
-            out.append((str(job.id), "gpu.sample_round", [str(job.id), job.rounds_done]))
-    return out
+    return list(jobs)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from shared.config import Settings
+from shared.errors import Invalid
 from shared.media.decode import load_audio, load_image
 
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp"}
@@ -21,28 +22,28 @@ class CheckedMedia:
 
 
 def check_media(data: bytes, s: Settings) -> CheckedMedia:
-    """Raise ``ValueError`` with a user-facing reason, or describe the media."""
+    """Raise ``Invalid`` with a user-facing reason, or describe the media."""
     if not data:
-        raise ValueError("the file is empty")
+        raise Invalid("the file is empty")
     if len(data) > s.max_upload_bytes:
-        raise ValueError(f"the file is {len(data)} bytes; the limit is {s.max_upload_bytes}")
+        raise Invalid(f"the file is {len(data)} bytes; the limit is {s.max_upload_bytes}")
     try:
         fmt = Image.open(io.BytesIO(data)).format
     except UnidentifiedImageError:
         fmt = None
     if fmt is not None:
         if fmt not in IMAGE_TYPES:
-            raise ValueError(f"image format {fmt} is not accepted; use one of {sorted(IMAGE_TYPES)}")
+            raise Invalid(f"image format {fmt} is not accepted; use one of {sorted(IMAGE_TYPES)}")
         image = load_image(data)
         if image.width * image.height > s.max_image_pixels:
-            raise ValueError(f"the image has {image.width * image.height} pixels; the limit is {s.max_image_pixels}")
+            raise Invalid(f"the image has {image.width * image.height} pixels; the limit is {s.max_image_pixels}")
         return CheckedMedia("image", IMAGE_TYPES[fmt])
     try:
         audio = load_audio(data)
     except Exception as exc:  # soundfile raises its own types for anything it can't read
-        raise ValueError("the file is neither an image nor audio this service can decode") from exc
+        raise Invalid("the file is neither an image nor audio this service can decode") from exc
     if audio.seconds > s.max_audio_seconds:
-        raise ValueError(f"the audio lasts {audio.seconds:.1f} s; the limit is {s.max_audio_seconds} s")
+        raise Invalid(f"the audio lasts {audio.seconds:.1f} s; the limit is {s.max_audio_seconds} s")
     if not 8000 <= audio.sample_rate <= 48000:
-        raise ValueError(f"sample rate {audio.sample_rate} Hz is outside 8000–48000 Hz")
+        raise Invalid(f"sample rate {audio.sample_rate} Hz is outside 8000–48000 Hz")
     return CheckedMedia("audio", "audio/wav")

@@ -1,6 +1,8 @@
-"""Seeded Gaussian noise. Every candidate's seed derives from the job seed and its index, and
-its noise is drawn on the CPU from that seed alone, so any candidate can be regenerated
-bit-for-bit on any device (the model's arithmetic is another matter: same hardware for that).
+"""Seeded Gaussian noise and where it goes. Every candidate's seed derives from the job seed
+and its index, and its noise is drawn on the CPU from that seed alone, so any candidate can be
+regenerated bit-for-bit on any device (the model's arithmetic is another matter: same hardware
+for that). ``noisy_input`` is the one placement, used by the defense's generators and by the
+EOT attack alike, so the adaptive attack averages over exactly the defense's noise.
 """
 
 from __future__ import annotations
@@ -8,21 +10,22 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from shared.smoothing.types import CandidateSpec, SmoothConfig
+from shared.smoothing.types import CandidateSpec, NoiseSpace, SmoothConfig
 
 if TYPE_CHECKING:  # torch loads only where noise is drawn, not where rounds are planned
     import torch
 
+DEFENSE_STREAM = "smoothguard"
 
-def candidate_seed(job_seed: int, index: int) -> int:
-    """A 63-bit seed for candidate ``index`` of the job seeded with ``job_seed``."""
-    digest = hashlib.sha256(f"smoothguard:{job_seed}:{index}".encode()).digest()
+
+def candidate_seed(job_seed: int, index: int, stream: str = DEFENSE_STREAM) -> int:
+    """A 63-bit seed for candidate ``index`` of the job seeded with ``job_seed``. Another
+    ``stream`` (the EOT attack's) gives seeds unrelated to the defense's for the same numbers."""
+    digest = hashlib.sha256(f"{stream}:{job_seed}:{index}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def plan_round(config: SmoothConfig, round_index: int, noise_space: str | None = None) -> list[CandidateSpec]:
+def plan_round(config: SmoothConfig, round_index: int, noise_space: NoiseSpace | None = None) -> list[CandidateSpec]:
     """The candidates of round ``round_index``: the clean input first in round 0 (if included),
     then noisy copies with consecutive indices. Empty once the noisy budget is spent."""
     space = noise_space or config.noise_space
@@ -32,10 +35,10 @@ def plan_round(config: SmoothConfig, round_index: int, noise_space: str | None =
     offset = 1 if config.include_clean else 0
     specs = []
     if round_index == 0 and config.include_clean and count:
-        specs.append(CandidateSpec(0, 0, None, 0.0, space, True))  # type: ignore[arg-type]
+        specs.append(CandidateSpec(0, 0, None, 0.0, space, True))
     for k in range(first_noisy, first_noisy + count):
         index = k + offset
-        specs.append(CandidateSpec(index, round_index, candidate_seed(config.seed, index), config.sigma, space, False))  # type: ignore[arg-type]
+        specs.append(CandidateSpec(index, round_index, candidate_seed(config.seed, index), config.sigma, space, False))
     return specs
 
 
@@ -58,17 +61,20 @@ def gaussian(
     return noise.to(dtype=dtype, device=device)
 
 
-def noisy_tensor(x: torch.Tensor, spec: CandidateSpec) -> torch.Tensor:
-    """``x + σ·ε`` with no clipping — the paper's placement on normalised ``pixel_values``."""
-    return x + gaussian(x.shape, spec, dtype=x.dtype, device=x.device)
+def noisy_input(x: torch.Tensor, spec: CandidateSpec) -> torch.Tensor:
+    """One candidate's input: ``x + σ·ε`` (``gaussian`` of ``x``'s shape; ``x`` itself for the
+    clean candidate), placed by ``spec.noise_space``:
+
+    - ``normalized``: ``x`` is the processor's ``pixel_values`` block of one image, σ in its
+      mean/std-normalised units; not clipped (the paper's placement);
+    - ``pixel``: ``x`` is the image ``[H, W, C]`` in [0, 1], σ in those units; clipped to [0, 1];
+    - ``waveform``: ``x`` is the raw float waveform ``[T]``, σ in amplitude units; not clipped.
+
+    Differentiable in ``x`` (the EOT attack's gradient flows through it)."""
+    noisy = x + gaussian(x.shape, spec, dtype=x.dtype, device=x.device)
+    return noisy.clamp(0.0, 1.0) if on_unit_image(spec.noise_space) else noisy
 
 
-def noisy_pixels(image: np.ndarray, spec: CandidateSpec) -> np.ndarray:
-    """Pixel-space noise: ``image`` is ``[H, W, C]`` float in [0, 1]; the result is clipped to [0, 1]."""
-    noise = gaussian(image.shape, spec).numpy()
-    return np.clip(image + noise, 0.0, 1.0).astype(np.float32)
-
-
-def noisy_waveform(wave: np.ndarray, spec: CandidateSpec) -> np.ndarray:
-    """Waveform noise: ``wave`` is ``[T]`` float; not clipped (the feature extractor takes floats)."""
-    return (wave + gaussian(wave.shape, spec).numpy()).astype(np.float32)
+def on_unit_image(space: NoiseSpace) -> bool:
+    """Whether ``space``'s noise goes on the [0, 1] image, before the processor (and is clipped)."""
+    return space == "pixel"

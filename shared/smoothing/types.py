@@ -1,4 +1,5 @@
-"""Value types of the smoothing core: configuration, candidate specs, samples and results.
+"""Value types of the smoothing core: configuration, candidate specs, samples and results,
+and the one vocabulary of noise spaces.
 
 Noise spaces: ``normalized`` — σ in the units of the processor's ``pixel_values`` (after
 mean/std normalisation; the paper's placement); ``pixel`` — σ in [0, 1] pixel units, image
@@ -9,15 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
-NoiseSpace = Literal["normalized", "pixel", "waveform"]
+Modality = Literal["image", "audio"]
+ImageNoiseSpace = Literal["normalized", "pixel"]  # the first is the modality's default (the paper's)
+AudioNoiseSpace = Literal["waveform"]
+NoiseSpace = Literal[ImageNoiseSpace, AudioNoiseSpace]
 ClusteringMethod = Literal["kmeans", "agglomerative"]
 StopReason = Literal["fixed", "decided", "futile", "budget"]
-NOISE_SPACES: tuple[str, ...] = ("normalized", "pixel", "waveform")
-CLUSTERING_METHODS: tuple[str, ...] = ("kmeans", "agglomerative")
+NOISE_SPACES: tuple[NoiseSpace, ...] = get_args(NoiseSpace)
+IMAGE_NOISE_SPACES: tuple[ImageNoiseSpace, ...] = get_args(ImageNoiseSpace)
+NOISE_SPACES_BY_MODALITY: dict[str, tuple[NoiseSpace, ...]] = {
+    "image": IMAGE_NOISE_SPACES,
+    "audio": get_args(AudioNoiseSpace),
+}
+CLUSTERING_METHODS: tuple[str, ...] = get_args(ClusteringMethod)
 YES_NO: tuple[str, ...] = ("yes", "no")
 OTHER = "other"
 
@@ -77,6 +86,18 @@ class SmoothConfig:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def noise_space_for(modality: str, requested: str | None) -> NoiseSpace:
+    """The requested noise space if it applies to ``modality``; the modality's default (the
+    paper's placement) if none was asked for."""
+    allowed = NOISE_SPACES_BY_MODALITY[modality]
+    if requested is None:
+        return allowed[0]
+    for space in allowed:
+        if space == requested:
+            return space
+    raise ValueError(f"noise_space {requested!r} does not apply to {modality}; use one of {list(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -190,8 +211,8 @@ class Generator(Protocol):
     """An MLLM behind a batch interface: one call, one batch of candidates, one text each."""
 
     name: str
-    modality: Literal["image", "audio"]
-    noise_spaces: tuple[str, ...]
+    modality: Modality
+    noise_spaces: tuple[NoiseSpace, ...]
 
     def generate(
         self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int

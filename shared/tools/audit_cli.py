@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.config import get_settings
 from shared.tools.audit_client import check, client, download, follow, submit, table
+from shared.tools.cli import AUDIT_DEFENSE_FLAGS
 
 
 def spec_from_args(args: argparse.Namespace, archive: str | None) -> dict[str, Any]:
@@ -28,9 +29,7 @@ def spec_from_args(args: argparse.Namespace, archive: str | None) -> dict[str, A
         "attacks": [{"name": n, "eps": args.eps, "steps": args.steps, "stop_loss": args.stop_loss} for n in names],
         "defense": {
             "sigmas": [float(s) for s in args.sigmas.split(",")],
-            "noise_space": args.noise_space,
-            "num_samples": args.num_samples,
-            "max_new_tokens": args.max_new_tokens,
+            **{name: getattr(args, name) for name in AUDIT_DEFENSE_FLAGS},
         },
     }
 

@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
+import typing
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from httpx import HTTPError
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.smoothing.types import CLUSTERING_METHODS, NOISE_SPACES, YES_NO, SmoothConfig, SmoothResult
+from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
+from shared.jobs.options import SingleDefenseOptions
+from shared.smoothing.types import SmoothConfig, SmoothResult, noise_space_for
+
+SHORT_FLAGS = {"num_samples": "-n"}
+NEGATED_FLAGS = {"include_clean": "--no-clean"}  # a default-on option is a flag that turns it off
+# audit submit: the defense's flags but ``seed`` (``--seed`` is the shapes set's) and ``sigmas`` (a list)
+AUDIT_DEFENSE_FLAGS = [name for name in DefenseSpec.model_fields if name not in ("seed", "sigmas")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +65,9 @@ def _audit_parsers(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--eps", type=float, default=16 / 255, help="L∞ radius in [0,1] pixels (default 16/255)")
     submit.add_argument("--steps", type=int, default=40)
     submit.add_argument("--stop-loss", type=float, default=None, help="early stop per item (0.69: just successful)")
-    submit.add_argument("--sigmas", default="0.05,0.1,0.15,0.2", help="comma-separated noise levels")
-    submit.add_argument("--noise-space", default="normalized", choices=["normalized", "pixel"])
-    submit.add_argument("-n", "--num-samples", type=int, default=10)
-    submit.add_argument("--max-new-tokens", type=int, default=32)
+    sweep = ",".join(f"{s:g}" for s in SIGMA_SWEEP)
+    submit.add_argument("--sigmas", default=sweep, help="comma-separated noise levels (default %(default)s)")
+    add_option_flags(submit, DefenseSpec, AUDIT_DEFENSE_FLAGS)
     submit.add_argument("--judge", default=None, help="match | refusal | similarity | llm:<model>")
     submit.add_argument("--model", default=None)
     submit.add_argument("--wait", action="store_true", help="follow the progress, then print the table")
@@ -102,83 +113,68 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _defend_parser(p: argparse.ArgumentParser) -> None:
-    d = SmoothConfig()
     p.add_argument("file", type=Path, help="image or audio file (type sniffed from the content)")
     p.add_argument("--prompt", required=True)
-    p.add_argument(
-        "--sigma", type=float, default=d.sigma, help="noise std in the chosen noise space (default %(default)s)"
-    )
-    p.add_argument(
-        "-n",
-        "--num-samples",
-        type=int,
-        default=d.num_samples,
-        help="noisy candidates; the budget when --adaptive (default %(default)s)",
-    )
-    p.add_argument(
-        "--noise-space",
-        choices=NOISE_SPACES,
-        default=None,
-        help="normalized (paper, default for images), pixel, or waveform (audio)",
-    )
-    p.add_argument("--no-clean", action="store_true", help="do not add the clean input as a candidate")
-    p.add_argument("--clustering", choices=CLUSTERING_METHODS, default=d.clustering)
-    p.add_argument(
-        "--distance-threshold",
-        type=float,
-        default=d.distance_threshold,
-        help="cosine distance for agglomerative clustering (default %(default)s)",
-    )
-    p.add_argument("--alpha", type=float, default=d.alpha, help="consensus bound level (default %(default)s)")
-    p.add_argument("--adaptive", action="store_true", help="sample in rounds, stop once the bound decides")
-    p.add_argument("--round-size", type=int, default=d.round_size)
-    p.add_argument(
-        "--answers",
-        default=None,
-        help="closed answer set: 'yes-no' or a comma-separated list; reports a certified radius",
-    )
-    p.add_argument("--prefer-refusal", action="store_true", help="break majority ties towards a refusal")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_option_flags(p, SingleDefenseOptions, SingleDefenseOptions.model_fields)
     p.add_argument("--model", default=None, help="HF model id or path (default: the bundled demo model)")
     p.add_argument("--backend", default=None, help="generator backend: hf or hf-audio (default: detected)")
     p.add_argument("--embedder", default=None, help="e.g. sentence-transformers:all-MiniLM-L6-v2, hf-mean:roberta-base")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], names: Iterable[str]) -> None:
+    """One flag per field of ``model`` named in ``names``: ``--field-name``, with the field's type,
+    choices, default and description; the bounds are the model's, checked when the parsed
+    options are validated."""
+    for name in names:
+        field = model.model_fields[name]
+        help_text = field.description or ""
+        if field.annotation is bool:
+            negated = bool(field.default)
+            flag = NEGATED_FLAGS[name] if negated else "--" + name.replace("_", "-")
+            action = "store_false" if negated else "store_true"
+            parser.add_argument(flag, dest=name, action=action, help=f"do not {help_text}" if negated else help_text)
+            continue
+        kind, choices = _flag_type(field.annotation)
+        if field.default is not None:
+            help_text += " (default %(default)s)"
+        flags = [SHORT_FLAGS[name]] if name in SHORT_FLAGS else []
+        flags.append("--" + name.replace("_", "-"))
+        parser.add_argument(*flags, dest=name, type=kind, choices=choices, default=field.default, help=help_text)
+
+
+def _flag_type(annotation: Any) -> tuple[type, tuple[str, ...] | None]:
+    """argparse's type and choices for a field's type; ``X | None`` is ``X`` (None: the default).
+    A list is one comma-separated string the model parses."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        return str, None
+    return annotation, None
+
+
 def config_from_args(args: argparse.Namespace, modality: str) -> SmoothConfig:
-    answers = None
-    if args.answers:
-        answers = YES_NO if args.answers == "yes-no" else tuple(a.strip() for a in args.answers.split(",") if a.strip())
-    space = args.noise_space or ("waveform" if modality == "audio" else "normalized")
-    return SmoothConfig(
-        sigma=args.sigma,
-        num_samples=args.num_samples,
-        include_clean=not args.no_clean,
-        noise_space=space,  # type: ignore[arg-type]  # argparse choices checked it
-        clustering=args.clustering,
-        distance_threshold=args.distance_threshold,
-        alpha=args.alpha,
-        adaptive=args.adaptive,
-        round_size=args.round_size,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        answer_set=answers,
-        prefer_refusal=args.prefer_refusal,
+    """The core's config from ``defend``'s flags, checked against the options' bounds (``ValueError``)."""
+    options = SingleDefenseOptions.model_validate(
+        {name: getattr(args, name) for name in SingleDefenseOptions.model_fields}
     )
+    return options.config(noise_space_for(modality, options.noise_space))
 
 
 def defend(args: argparse.Namespace) -> SmoothResult:
     from shared.backends.registry import load_embedder, load_generator
+    from shared.config import get_settings
     from shared.media.decode import load_media
     from shared.smoothing import SmoothGuard
 
     modality, media = load_media(args.file)
     config = config_from_args(args, modality)
-    generator = load_generator(args.model, args.backend)
+    generator = load_generator(args.model, args.backend, settings=get_settings())
     if generator.modality != modality:
         raise ValueError(f"{args.file} is {modality}, but model {generator.name} takes {generator.modality}")
-    return SmoothGuard(generator, load_embedder(args.embedder), config).run(media, args.prompt)
+    return SmoothGuard(generator, load_embedder(args.embedder, settings=get_settings()), config).run(media, args.prompt)
 
 
 def format_result(r: SmoothResult) -> str:

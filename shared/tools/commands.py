@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import threading
 import time
@@ -20,33 +22,26 @@ def api(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    """GPU and CPU queues run in a solo pool (CUDA is not fork-safe; one model per process);
-    a webhooks-only worker uses threads (deliveries wait on the network)."""
-    from workers.celery_app import app
+    """Becomes ``python -m workers <celery arguments>`` (the worker process imports Celery and the
+    tasks; this command line imports neither). GPU and CPU queues run in a solo pool (CUDA is not
+    fork-safe; one model per process); a webhooks-only worker uses threads (deliveries wait on the
+    network)."""
+    os.execv(sys.executable, [sys.executable, "-m", "workers", *celery_arguments(args)])
+    return 0  # not reached: the process is the worker now
 
+
+def celery_arguments(args: argparse.Namespace) -> list[str]:
     schedule = str(Path(tempfile.gettempdir()) / "smoothguard-beat-schedule")
     queues = [q for q in args.queues if q != "beat"]
     if not queues:
-        app.start(["beat", "-l", "info", "-s", schedule])
-        return 0
+        return ["beat", "-l", "info", "-s", schedule]
     solo = bool({"gpu", "cpu", "audits"} & set(queues))
-    argv = [
-        "worker",
-        "-Q",
-        ",".join(queues),
-        "-n",
-        f"{'-'.join(queues)}@%h",
-        "-l",
-        "info",
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    argv = ["worker", "-Q", ",".join(queues), "-n", f"{'-'.join(queues)}@%h", "-l", "info"]
+    argv += ["--without-heartbeat", "--without-gossip", "--without-mingle"]
     argv += ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency)]
     if args.beat or "beat" in args.queues:
         argv += ["-B", "-s", schedule]
-    app.worker_main(argv)
-    return 0
+    return argv
 
 
 def start_all(stack: Stack, host: str, port: int, sink: Callable[[str, str], None] | None = None, **env: str) -> str:

@@ -1,22 +1,49 @@
-"""Deliveries: the event payload, one signed attempt, recorded. The retry policy is
-``shared.webhooks.policy``."""
+"""Deliveries: the deliver step (one signed attempt, recorded, and the retry that follows), the
+event payload. The retry policy is ``shared.webhooks.policy``."""
 
 from __future__ import annotations
 
 import json
 import random
 import time
+import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared import pipeline
 from shared.config import Settings
+from shared.db import session_scope
+from shared.errors import Invalid
+from shared.jobs.store import result_of
 from shared.models import Audit, Delivery, Job, WebhookEndpoint
-from shared.webhooks.endpoints import active_secrets
+from shared.pipeline import Message
+from shared.webhooks.endpoints import active_secrets, endpoint_for
 from shared.webhooks.policy import Outcome, check_url, classify
 from shared.webhooks.signing import headers
+
+Subject = TypeVar("Subject", Job, Audit)
+
+
+def deliver(settings: Settings, model: type[Subject], subject_id: str, retry: int) -> list[Message]:
+    """One signed attempt of a finished job's (or audit's) webhook, recorded; the retry the policy
+    asks for follows, after its backoff. ``retry`` counts attempts in this series (0 first); a
+    redelivery starts a new series."""
+    with session_scope(settings.database_url) as session:
+        subject = session.get(model, uuid.UUID(subject_id))
+        if subject is None or subject.finished_at is None or not subject.callback_url:
+            return []
+        endpoint = endpoint_for(session, subject.tenant_id, subject.callback_url)
+        column = Delivery.audit_id if isinstance(subject, Audit) else Delivery.job_id
+        number = (session.scalar(select(func.count(Delivery.id)).where(column == subject.id)) or 0) + 1
+        if endpoint is None or not endpoint.enabled:
+            record_skipped(session, subject, endpoint, number)
+            return []
+        outcome = attempt(session, settings, subject, endpoint, number, retry, random.Random())
+        return pipeline.after_attempt(subject, retry, outcome)
 
 
 def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
@@ -35,15 +62,15 @@ def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
                 "report": f"{base}/v1/audits/{subject.id}/report?format=html" if subject.report else None,
             },
         }
-    result = subject.result or {}
+    result = result_of(subject)
     return {
         "type": "job.completed",
         "timestamp": (subject.finished_at or datetime.now(UTC)).isoformat(),
         "data": {
             "job_id": str(subject.id),
             "status": subject.status,
-            "answer": result.get("answer"),
-            "abstained": result.get("abstained"),
+            "answer": result.answer if result else None,
+            "abstained": result.abstained if result else None,
             "url": f"{base}/v1/jobs/{subject.id}",
         },
     }
@@ -76,7 +103,7 @@ def attempt(
     status, error, retry_after, refused, started = None, None, None, False, time.perf_counter()
     try:
         check_url(endpoint.url, s.allowed_callback_hosts())  # again: DNS may have changed since registration
-    except ValueError as exc:  # a refused address is not retried
+    except Invalid as exc:  # a refused address is not retried
         error, refused = str(exc), True
     else:
         try:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import WebhookEndpoint
+from shared.errors import Conflict, Invalid
+from shared.models import Job, WebhookEndpoint
 from shared.webhooks.policy import check_url
 from shared.webhooks.signing import new_secret
 
@@ -19,7 +20,7 @@ ROTATION_GRACE = timedelta(hours=24)  # the previous secret keeps signing this l
 def register_endpoint(session: Session, s: Settings, tenant_id: uuid.UUID, url: str) -> WebhookEndpoint:
     check_url(url, s.allowed_callback_hosts())
     if endpoint_for(session, tenant_id, url) is not None:
-        raise LookupError(f"an endpoint for {url} is already registered")
+        raise Conflict(f"an endpoint for {url} is already registered")
     endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secrets={"current": new_secret()}, enabled=True)
     session.add(endpoint)
     session.flush()
@@ -47,12 +48,27 @@ def endpoint_for(session: Session, tenant_id: uuid.UUID, url: str) -> WebhookEnd
     )
 
 
-def check_callback(session: Session, tenant_id: uuid.UUID, url: str | None) -> None:
-    """A job's callback URL must be one of the tenant's enabled endpoints (so it has a secret)."""
-    if url is None:
-        return
+def callback_refusal(session: Session, tenant_id: uuid.UUID, url: str) -> str | None:
+    """Why ``url`` can't be called back (not one of the tenant's endpoints, or disabled), or None."""
     endpoint = endpoint_for(session, tenant_id, url)
     if endpoint is None:
-        raise ValueError(f"callback_url {url} is not a registered webhook endpoint; register it with POST /v1/webhooks")
+        return f"callback_url {url} is not a registered webhook endpoint; register it with POST /v1/webhooks"
     if not endpoint.enabled:
-        raise ValueError(f"the webhook endpoint for {url} is disabled ({endpoint.disabled_reason})")
+        return f"the webhook endpoint for {url} is disabled ({endpoint.disabled_reason})"
+    return None
+
+
+def check_callback(session: Session, tenant_id: uuid.UUID, url: str | None) -> None:
+    """A job's callback URL must be one of the tenant's enabled endpoints (so it has a secret)."""
+    if url is not None and (reason := callback_refusal(session, tenant_id, url)):
+        raise Invalid(reason)
+
+
+def check_redelivery(session: Session, job: Job) -> None:
+    """A job's webhook can be sent again once it finished, to a callback that is still enabled."""
+    if job.finished_at is None:
+        raise Conflict(f"job {job.id} has not finished; its webhook is sent when it does")
+    if not job.callback_url:
+        raise Conflict(f"job {job.id} has no callback_url")
+    if reason := callback_refusal(session, job.tenant_id, job.callback_url):
+        raise Conflict(reason)

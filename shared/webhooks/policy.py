@@ -9,6 +9,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from shared.errors import Invalid
+
 MAX_ATTEMPTS = 8
 
 
@@ -48,16 +50,16 @@ def check_url(url: str, allowlist: set[str] | frozenset[str] = frozenset()) -> N
     otherwise internal addresses, unless the host is allowlisted (tests, internal receivers)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError("callback URL must be http(s) with a host")
+        raise Invalid("callback URL must be http(s) with a host")
     if parsed.hostname in allowlist:
         return
     try:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise ValueError(f"callback host {parsed.hostname!r} does not resolve") from exc
+        raise Invalid(f"callback host {parsed.hostname!r} does not resolve") from exc
     except UnicodeError as exc:
-        raise ValueError(f"callback host {parsed.hostname!r} is not a valid host name") from exc
+        raise Invalid(f"callback host {parsed.hostname!r} is not a valid host name") from exc
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
         if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            raise ValueError(f"callback URL resolves to a non-public address ({ip}); allowlist it to use it")
+            raise Invalid(f"callback URL resolves to a non-public address ({ip}); allowlist it to use it")

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from shared.db import session_scope
 from shared.models import AuditItem, Job
 from shared.tools.receiver import Receiver
-from tests.helpers import auth
 from tests.api.test_ops import metric
+from tests.helpers import auth
 
 QUEUES = ("gpu", "cpu", "audits", "webhooks")
 

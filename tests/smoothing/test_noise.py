@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from shared.smoothing.noise import candidate_seed, gaussian, noisy_pixels, noisy_tensor, noisy_waveform, plan_round
+from shared.smoothing.noise import candidate_seed, gaussian, noisy_input, plan_round
 from shared.smoothing.types import SmoothConfig
 
 
@@ -48,21 +50,28 @@ def test_noise_is_reproducible_and_has_the_requested_scale():
 def test_clean_candidate_gets_no_noise():
     clean = plan_round(SmoothConfig(), 0)[0]
     x = torch.randn(3, 8, 8)
-    assert torch.equal(noisy_tensor(x, clean), x)
+    assert torch.equal(noisy_input(x, clean), x)
 
 
 def test_normalized_noise_is_not_clipped_but_pixel_noise_is():
     spec = plan_round(SmoothConfig(sigma=1.0, num_samples=1, include_clean=False), 0)[0]
     x = torch.zeros(3, 16, 16)
-    noisy = noisy_tensor(x, spec)
+    noisy = noisy_input(x, spec)
     assert noisy.min() < -1 and noisy.max() > 1
-    img = np.full((16, 16, 3), 0.5, dtype=np.float32)
-    pix = noisy_pixels(img, spec)
-    assert pix.min() == 0.0 and pix.max() == 1.0 and pix.dtype == np.float32
+    pixel = replace(spec, noise_space="pixel")
+    pix = noisy_input(torch.full((16, 16, 3), 0.5), pixel)
+    assert pix.min() == 0.0 and pix.max() == 1.0 and pix.dtype == torch.float32
+    inside = (pix > 0) & (pix < 1)
+    assert torch.equal(pix[inside], (0.5 + gaussian(pix.shape, pixel))[inside])
 
 
 def test_waveform_noise_matches_the_seeded_draw():
     spec = plan_round(SmoothConfig(sigma=0.01, num_samples=1, include_clean=False, noise_space="waveform"), 0)[0]
     wave = np.sin(np.linspace(0, 100, 4000)).astype(np.float32)
     expected = wave + gaussian(wave.shape, spec).numpy()
-    np.testing.assert_array_equal(noisy_waveform(wave, spec), expected)
+    np.testing.assert_array_equal(noisy_input(torch.from_numpy(wave), spec).numpy(), expected)
+
+
+def test_other_streams_give_other_seeds():
+    assert candidate_seed(7, 3, "eot") != candidate_seed(7, 3)
+    assert candidate_seed(7, 3, "smoothguard") == candidate_seed(7, 3)

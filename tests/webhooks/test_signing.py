@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from shared.errors import Invalid
 from shared.webhooks.policy import MAX_ATTEMPTS, check_url, classify
 from shared.webhooks.signing import headers, new_secret, sign, verify
 
@@ -43,8 +44,8 @@ def test_retry_policy():
 
 def test_private_callback_urls_are_refused_unless_allowlisted():
     for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/x", "http://169.254.169.254/latest", "http://[::1]/x"):
-        with pytest.raises(ValueError, match="non-public"):
+        with pytest.raises(Invalid, match="non-public"):
             check_url(url)
     check_url("http://127.0.0.1:9/hook", allowlist={"127.0.0.1"})
-    with pytest.raises(ValueError, match="http"):
+    with pytest.raises(Invalid, match="http"):
         check_url("ftp://example.org/x")

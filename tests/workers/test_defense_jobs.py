@@ -4,7 +4,6 @@ process consuming the ``gpu`` and ``cpu`` queues, with the bundled demo model.""
 import time
 import uuid
 
-from celery import Celery
 from sqlalchemy import select
 
 from shared.config import DEMO_IMAGE, DEMO_MODEL
@@ -12,6 +11,7 @@ from shared.db import session_scope
 from shared.jobs.store import create_job
 from shared.media.store import save_media
 from shared.models import Job, SampleRow
+from shared.pipeline import Message, Step
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant
 
@@ -36,9 +36,9 @@ def wait_done(database, job_id, timeout=180):
     raise TimeoutError(f"job {job_id} not finished")
 
 
-def test_job_runs_through_gpu_and_cpu_workers(database, redis_server, store, worker):
+def test_job_runs_through_gpu_and_cpu_workers(database, queue, store, worker):
     job_id = submit(database, store, "What colour is the circle?", SmoothConfig(seed=5))
-    Celery(broker=redis_server.url).send_task("gpu.sample_round", args=[job_id, 0], queue="gpu")
+    queue.send([Message(Step.SAMPLE_ROUND, (job_id, 0))])
     job = wait_done(database, job_id)
     assert job.status == "succeeded" and job.result["answer"] == "red"
     assert job.result["samples_spent"] == 11 and job.result["stop_reason"] == "fixed"
@@ -48,10 +48,10 @@ def test_job_runs_through_gpu_and_cpu_workers(database, redis_server, store, wor
         assert all(r.cluster is not None for r in rows) and sum(r.selected for r in rows) == 1
 
 
-def test_adaptive_job_goes_back_to_the_gpu_queue_until_decided(database, redis_server, store, worker):
+def test_adaptive_job_goes_back_to_the_gpu_queue_until_decided(database, queue, store, worker):
     config = SmoothConfig(adaptive=True, num_samples=24, round_size=4, sigma=4.0, seed=1)
     job_id = submit(database, store, "What colour is the triangle?", config)
-    Celery(broker=redis_server.url).send_task("gpu.sample_round", args=[job_id, 0], queue="gpu")
+    queue.send([Message(Step.SAMPLE_ROUND, (job_id, 0))])
     job = wait_done(database, job_id)
     assert job.result["rounds"] == job.rounds_done > 1
     assert job.result["stop_reason"] in ("decided", "futile", "budget")

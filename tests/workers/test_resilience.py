@@ -6,18 +6,18 @@ import time
 import uuid
 
 import pytest
-from celery import Celery
 from sqlalchemy import func, select
 
 from shared.benchmarks.demo_model import build_model
 from shared.config import DEMO_IMAGE
 from shared.db import session_scope
-from shared.jobs.store import create_job, stale_jobs
+from shared.jobs.store import create_job
 from shared.media.store import save_media
 from shared.models import Job, SampleRow
+from shared.pipeline import Message, Step
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant
-from workers.celery_app import app as celery_app
+from workers.celery_app import CelerySender, make_app
 
 pytestmark = pytest.mark.chaos
 
@@ -60,13 +60,12 @@ def wait_until(predicate, timeout=120, what="condition"):
 
 
 def test_gpu_worker_killed_mid_round_the_job_completes_once_with_the_same_answer(
-    database, store, spawn_worker, service_env, slow_model
+    database, store, spawn_worker, queue, slow_model
 ):
     config = SmoothConfig(num_samples=127, max_new_tokens=400, seed=7)
-    broker = Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"])
     first = spawn_worker(("gpu",))
     killed = new_job(database, store, slow_model, config)
-    broker.send_task("gpu.sample_round", args=[killed, 0], queue="gpu")
+    queue.send([Message(Step.SAMPLE_ROUND, (killed, 0))])
     wait_until(lambda: read(database, killed)[0].started_at, what="the round to start")
     time.sleep(1.0)  # inside the ~5 s batched generate
     first.send_signal(signal.SIGKILL)
@@ -78,7 +77,7 @@ def test_gpu_worker_killed_mid_round_the_job_completes_once_with_the_same_answer
     spawn_worker(("gpu", "cpu"))
     job = wait_until(lambda: (j := read(database, killed)[0]).finished_at and j, timeout=180, what="the job")
     reference = new_job(database, store, slow_model, config)  # the same request, never interrupted
-    broker.send_task("gpu.sample_round", args=[reference, 0], queue="gpu")
+    queue.send([Message(Step.SAMPLE_ROUND, (reference, 0))])
     ref = wait_until(lambda: (j := read(database, reference)[0]).finished_at and j, timeout=180, what="the reference")
 
     (_, texts), (_, ref_texts) = read(database, killed), read(database, reference)
@@ -88,24 +87,7 @@ def test_gpu_worker_killed_mid_round_the_job_completes_once_with_the_same_answer
     assert job.rounds_done == job.aggregated_rounds == 1
 
 
-def test_stale_jobs_get_their_next_step(database, store):
-    from datetime import UTC, datetime, timedelta
-
-    long_ago = datetime.now(UTC) - timedelta(hours=1)
-    queued = new_job(database, store, "m", SmoothConfig(), touched_at=long_ago)
-    voted = new_job(
-        database, store, "m", SmoothConfig(adaptive=True), touched_at=long_ago, rounds_done=2, aggregated_rounds=1
-    )
-    fresh = new_job(database, store, "m", SmoothConfig())
-    with session_scope(database) as s:
-        due = {job_id: (name, args) for job_id, name, args in stale_jobs(s, datetime.now(UTC) - timedelta(minutes=5))}
-    assert due == {queued: ("gpu.sample_round", [queued, 0]), voted: ("cpu.aggregate", [voted])}
-    assert fresh not in due
-    with session_scope(database) as s:  # their clocks were reset: not re-sent again within the bound
-        assert stale_jobs(s, datetime.now(UTC) - timedelta(minutes=5)) == []
-
-
-def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_worker, service_env):
+def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_worker, queue):
     from datetime import UTC, datetime, timedelta
 
     from shared.config import DEMO_MODEL
@@ -114,7 +96,7 @@ def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_wo
         database, store, str(DEMO_MODEL), SmoothConfig(seed=3), touched_at=datetime.now(UTC) - timedelta(seconds=30)
     )
     spawn_worker(("gpu", "cpu"), SMOOTHGUARD_STALE_AFTER_S="10")
-    Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).send_task("cpu.sweep", queue="cpu")
+    queue.send([Message(Step.SWEEP)])
     job = wait_until(lambda: (j := read(database, lost)[0]).finished_at and j, timeout=120, what="the swept job")
     assert job.status == "succeeded" and job.result["answer"] == "red"
     with session_scope(database) as s:
@@ -122,25 +104,28 @@ def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_wo
 
 
 def test_the_sweeper_is_scheduled():
-    assert celery_app.conf.beat_schedule["sweep"]["task"] == "cpu.sweep"
+    from shared.config import Settings
+
+    assert make_app(Settings()).conf.beat_schedule["sweep"]["task"] == Step.SWEEP == "cpu.sweep"
 
 
-def test_each_queue_gets_only_its_own_tasks(service_env):
+def test_each_queue_gets_only_its_own_tasks(settings):
     """A message for ``gpu`` lands in the gpu list only (a CPU worker must never load the MLLM)."""
     import redis
 
-    client = redis.Redis.from_url(service_env["SMOOTHGUARD_REDIS_URL"])
+    client = redis.Redis.from_url(settings.redis_url)
     client.flushall()
-    with Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).connection() as conn:
-        for queue in celery_app.conf.task_queues:  # declared, as the workers of every queue do
+    app = make_app(settings)
+    with app.connection() as conn:
+        for queue in app.conf.task_queues:  # declared, as the workers of every queue do
             queue(conn.default_channel).declare()
-        celery_app.send_task("gpu.sample_round", args=["x", 0], queue="gpu", connection=conn)
-    assert (client.llen("gpu"), client.llen("cpu"), client.llen("webhooks")) == (1, 0, 0)
+    CelerySender(app).send([Message(Step.SAMPLE_ROUND, ("x", 0))])
+    assert (client.llen("gpu"), client.llen("cpu"), client.llen("webhooks"), client.llen("audits")) == (1, 0, 0, 0)
 
 
-def test_a_step_that_raises_ends_the_job_failed_with_the_reason(database, store, spawn_worker, service_env):
+def test_a_step_that_raises_ends_the_job_failed_with_the_reason(database, store, spawn_worker, queue):
     broken = new_job(database, store, "/nonexistent/model", SmoothConfig())
     spawn_worker(("gpu", "cpu"))
-    Celery(broker=service_env["SMOOTHGUARD_REDIS_URL"]).send_task("gpu.sample_round", args=[broken, 0], queue="gpu")
+    queue.send([Message(Step.SAMPLE_ROUND, (broken, 0))])
     job = wait_until(lambda: (j := read(database, broken)[0]).finished_at and j, timeout=120, what="the failure")
     assert job.status == "failed" and "nonexistent" in job.error and job.rounds_done == 0

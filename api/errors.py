@@ -1,0 +1,53 @@
+"""The one place errors become RFC 9457 problem+json: the domain's (``shared.errors``) by kind,
+Starlette's HTTP errors (routing's 404/405, body parsing's 400, the API's own 401/415/422) and
+request validation's 422."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import Conflict, DomainError, Invalid, NotFound
+
+PROBLEM = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    405: "Method Not Allowed",
+    404: "Not Found",
+    409: "Conflict",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
+STATUSES: dict[type[DomainError], int] = {Invalid: 422, NotFound: 404, Conflict: 409}
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def status_of(exc: DomainError) -> int:
+    """The status of the nearest mapped kind (``InProgress`` is a ``Conflict``); 400 for the bare base."""
+    return next((STATUSES[kind] for kind in type(exc).__mro__ if kind in STATUSES), 400)
+
+
+async def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
+    return problem(status_of(exc), str(exc))
+
+
+async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return problem(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
+def register(app: FastAPI) -> None:
+    app.exception_handler(DomainError)(domain_problem)
+    app.exception_handler(StarletteHTTPException)(http_problem)  # routing's 404/405 and body-parsing 400s too
+    app.exception_handler(RequestValidationError)(validation_problem)

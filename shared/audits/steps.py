@@ -1,0 +1,285 @@
+"""An audit's steps as the workers run them: prepare (load the set, store its images, create the
+items), the universal image, a chunk's attacks, progress, the report, the sweep.
+
+The same contract as a job's steps (``shared.jobs.steps``): each locks the audit row and skips
+what is done already, changes the audit's status only here and in ``shared.audits.store``, and
+returns the messages that follow (``shared.pipeline``) for the task to send after the commit. A
+step that raises ends the audit ``failed`` with the reason. The attacks run on the GPU queue; the
+defense runs as ordinary jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared import pipeline
+from shared.audits.attack import ChunkItem, Variant, answer_all, attack_items, png_roundtrip, universal_image
+from shared.audits.datasets import load_set
+from shared.audits.report import write_report
+from shared.audits.spec import AuditSpec
+from shared.audits.store import (
+    VariantOutput,
+    add_items,
+    all_items_done,
+    awaits_universal,
+    create_defense_jobs,
+    fail_audit,
+    items_of,
+    lost_chunks,
+    next_chunks,
+    refresh_item,
+    set_outputs,
+    spec_of,
+    stale_audits,
+    start_reporting,
+    succeed,
+    unfinished_items,
+)
+from shared.backends.registry import load_generator
+from shared.config import Settings
+from shared.db import locked_unfinished, session_scope
+from shared.jobs.store import now
+from shared.media.checks import check_media
+from shared.media.decode import load_image
+from shared.media.store import save_media
+from shared.models import Audit, AuditItem, Media
+from shared.pipeline import Message
+from shared.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemSource:
+    """An item's attack inputs, copied from the rows under the lock (the attack runs without it)."""
+
+    id: uuid.UUID
+    prompt: str
+    target: str | None
+    object_key: str
+
+
+def prepare(settings: Settings, audit_id: str) -> list[Message]:
+    """Load the benchmark set once, store its images as media, create the items; the chunks
+    follow (after the universal image, when that attack is asked for)."""
+    try:
+        with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+            if audit is None or audit.status != "queued":
+                return []
+            spec = spec_of(audit)
+            add_items(session, audit, load_items(session, settings, audit, spec))
+            universal = awaits_universal(audit) and audit.total > 0
+            chunks = [] if universal else next_chunks(session, audit)
+            return pipeline.after_prepare(audit, universal=universal, chunks=chunks)
+    except Exception as exc:
+        return end_failed(settings, audit_id, exc)
+
+
+def load_items(session: Session, settings: Settings, audit: Audit, spec: AuditSpec) -> list[dict[str, Any]]:
+    """The set's items as rows. Questions share images: each file is checked and stored once; a
+    broken or oversized image fails the audit, named."""
+    store = ObjectStore.from_settings(settings)
+    media: dict[str, uuid.UUID] = {}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = load_set(spec, store, str(audit.tenant_id), Path(tmp))
+        for item in dataset.items:
+            if item.image not in media:
+                data = dataset.image_bytes(item)
+                checked = check_media(data, settings)
+                media[item.image] = save_media(
+                    session,
+                    store,
+                    tenant_id=audit.tenant_id,
+                    data=data,
+                    content_type=checked.content_type,
+                    modality=checked.modality,
+                ).id
+            fields: dict[str, Any] = {
+                "key": item.key,
+                "category": item.category,
+                "kind": item.kind,
+                "prompt": item.prompt,
+            }
+            rows.append(fields | {"label": item.label, "media_id": media[item.image]})
+    return rows
+
+
+def attack_universal(settings: Settings, audit_id: str) -> list[Message]:
+    """The audit's ONE universal adversarial image (base: the first item's image; prompts: the
+    first items'); the chunks follow, each answered on it."""
+    with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+        if audit is None or audit.universal_media_id is not None:
+            return []
+        spec, model = spec_of(audit), audit.model
+        count = next(a for a in spec.attacks if a.name == "universal").universal_prompts
+        sources = item_sources(session, items_of(session, audit.id)[:count])
+    store = ObjectStore.from_settings(settings)
+    try:
+        data, stats = make_universal(store, load_generator(model, settings=settings), spec, sources)
+    except Exception as exc:
+        return end_failed(settings, audit_id, exc)
+    with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+        if audit is None:
+            return []
+        media = save_media(
+            session, store, tenant_id=audit.tenant_id, data=data, content_type="image/png", modality="image"
+        )
+        audit.universal_media_id, audit.universal = media.id, stats
+        return pipeline.attack_chunks(audit, next_chunks(session, audit))
+
+
+def make_universal(
+    store: ObjectStore, generator: Any, spec: AuditSpec, sources: list[ItemSource]
+) -> tuple[bytes, dict]:
+    """The universal image as PNG bytes, and the attack's statistics."""
+    base = load_image(store.get(sources[0].object_key))
+    prompts, targets = [s.prompt for s in sources], [s.target or "" for s in sources]
+    image, stats = universal_image(generator, spec, base, prompts, targets)
+    return png_roundtrip(image)[1], stats | {"prompts": len(sources)}
+
+
+def attack_chunk(settings: Settings, audit_id: str, chunk: int) -> list[Message]:
+    """Attack a chunk of items (batched), answer every variant undefended, store the adversarial
+    images; the defense jobs follow. Items attacked before (a redelivery) are not attacked again."""
+    with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+        if audit is None:
+            return []
+        spec, model = spec_of(audit), audit.model
+        todo = item_sources(session, [i for i in items_of(session, audit.id, chunk) if i.attacked_at is None])
+        universal = session.get(Media, audit.universal_media_id) if audit.universal_media_id else None
+        universal_key = universal.object_key if universal is not None else None
+    store = ObjectStore.from_settings(settings)
+    outputs: dict[uuid.UUID, dict[str, Variant]] = {}
+    try:
+        if todo:
+            outputs = attack_and_answer(store, load_generator(model, settings=settings), spec, todo, universal_key)
+    except Exception as exc:
+        return end_failed(settings, audit_id, exc)
+    with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+        if audit is None:
+            return []
+        return pipeline.after_chunk(audit, record_chunk(session, store, audit, chunk, outputs))
+
+
+def item_sources(session: Session, items: list[AuditItem]) -> list[ItemSource]:
+    keys = {m.id: m.object_key for m in (session.get(Media, i.media_id) for i in items) if m is not None}
+    return [ItemSource(i.id, i.prompt, i.target, keys[i.media_id]) for i in items]
+
+
+def attack_and_answer(
+    store: ObjectStore, generator: Any, spec: AuditSpec, todo: list[ItemSource], universal_key: str | None
+) -> dict[uuid.UUID, dict[str, Variant]]:
+    """Per item: its variants (clean, one per attack), each answered undefended, batched (the
+    generator is a vision one: it answers batches too)."""
+    items = [ChunkItem(s.prompt, load_image(store.get(s.object_key)), s.target) for s in todo]
+    universal = load_image(store.get(universal_key)) if universal_key else None
+    tokens = spec.defense.max_new_tokens
+    clean = generator.answer_batch([i.image for i in items], [i.prompt for i in items], max_new_tokens=tokens)
+    variants = attack_items(generator, spec, items, [g.text for g in clean], universal)
+    answer_all(generator, items, variants, tokens)
+    return {s.id: row for s, row in zip(todo, variants, strict=True)}
+
+
+def record_chunk(
+    session: Session, store: ObjectStore, audit: Audit, chunk: int, outputs: dict[uuid.UUID, dict[str, Variant]]
+) -> list[uuid.UUID]:
+    """Store the chunk's new outputs and create the defense jobs of its attacked items; returns the
+    ids of the jobs created now (none for those a previous run made)."""
+    new_jobs = []
+    for item in items_of(session, audit.id, chunk):
+        if item.id in outputs and item.attacked_at is None:
+            stored = {"clean": item.media_id, "universal": audit.universal_media_id}
+            saved = {
+                n: save_variant(session, store, audit.tenant_id, v, stored.get(n)) for n, v in outputs[item.id].items()
+            }
+            set_outputs(item, saved)
+            item.attacked_at = now()
+        if item.attacked_at is not None:
+            new_jobs += create_defense_jobs(session, audit, item)
+    audit.touched_at = now()
+    return new_jobs
+
+
+def save_variant(
+    session: Session, store: ObjectStore, tenant_id: uuid.UUID, v: Variant, media_id: uuid.UUID | None
+) -> VariantOutput:
+    """The variant's entry in ``outputs``: its media (stored now if it is a new adversarial image)."""
+    if v.png is not None:
+        media_id = save_media(
+            session, store, tenant_id=tenant_id, data=v.png, content_type="image/png", modality="image"
+        ).id
+    assert media_id is not None, "the clean and universal images are stored before their variants"
+    return VariantOutput(media_id=media_id, answer=v.answer, **v.stats)
+
+
+def item_done(settings: Settings, item_id: str) -> list[Message]:
+    """A defense job of this item finished: maybe the item, the chunk, the audit did too."""
+    with session_scope(settings.database_url) as session:
+        item = session.get(AuditItem, uuid.UUID(item_id))
+        audit_id = item.audit_id if item is not None else None
+    return [] if audit_id is None else advance(settings, str(audit_id), item_id)
+
+
+def progress(settings: Settings, audit_id: str) -> list[Message]:
+    """Look at every unfinished item (after a chunk is attacked, or for the sweeper)."""
+    return advance(settings, audit_id, None)
+
+
+def advance(settings: Settings, audit_id: str, item_id: str | None) -> list[Message]:
+    """Refresh the item (or every unfinished one) under the audit's lock; free slots get the next
+    chunks, and once every item is done the report follows."""
+    with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+        if audit is None or audit.status != "running":
+            return []
+        items = [session.get(AuditItem, uuid.UUID(item_id))] if item_id else unfinished_items(session, audit.id)
+        for item in items:
+            if item is not None:
+                refresh_item(session, audit, item)
+        chunks = next_chunks(session, audit)
+        if all_items_done(audit):
+            start_reporting(audit)
+        return pipeline.after_progress(audit, chunks)
+
+
+def report(settings: Settings, audit_id: str) -> list[Message]:
+    """Judge every answer (batched per judge), store the verdicts per item, write the JSON, CSV and
+    HTML report to the object store; the audit succeeded, its webhook follows."""
+    try:
+        with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+            if audit is None or audit.status != "reporting":
+                return []
+            store = ObjectStore.from_settings(settings)
+            succeed(audit, write_report(session, audit, store, settings))
+            return pipeline.after_audit_finished(audit)
+    except Exception as exc:
+        return end_failed(settings, audit_id, exc)
+
+
+def sweep_audits(settings: Settings) -> list[Message]:
+    """What moves every audit untouched for ``stale_after_s`` on again (a message may be lost)."""
+    older_than = now() - timedelta(seconds=settings.stale_after_s)
+    with session_scope(settings.database_url) as session:
+        stale = stale_audits(session, older_than)
+        return [
+            m
+            for audit in stale
+            for m in pipeline.resume_audit(audit, lost_chunks(session, audit), awaits_universal=awaits_universal(audit))
+        ]
+
+
+def end_failed(settings: Settings, audit_id: str, exc: Exception) -> list[Message]:
+    """A step raised: the audit ends ``failed`` with the reason (the traceback goes to the log);
+    its webhook follows."""
+    log.error("audit %s failed", audit_id, exc_info=exc)
+    with session_scope(settings.database_url) as session:
+        audit = fail_audit(session, audit_id, f"{type(exc).__name__}: {exc}")
+        return pipeline.after_audit_finished(audit) if audit is not None else []

@@ -1,0 +1,140 @@
+"""A defense job's steps as the workers run them: a round (claim, ONE batched generate, record),
+the vote, the sweep.
+
+Each step locks the job row and skips what is done already (a redelivered message is harmless),
+changes the job's status only through ``shared.jobs.store``, and returns the messages that follow
+(``shared.pipeline``) for the task to send after the commit. A step that raises ends the job
+``failed`` with the reason: the input or the model is at fault, so it is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from shared import pipeline
+from shared.backends.registry import load_embedder, load_generator
+from shared.config import Settings
+from shared.db import locked_unfinished, session_scope
+from shared.jobs.store import (
+    config_of,
+    fail,
+    finish,
+    keep_sampling,
+    mark_cancelled,
+    needs_round,
+    needs_vote,
+    now,
+    record_round,
+    samples_of,
+    save_votes,
+    stale_jobs,
+    start,
+)
+from shared.media.decode import load_audio, load_image
+from shared.models import Job, Media
+from shared.pipeline import Message
+from shared.smoothing.noise import plan_round
+from shared.smoothing.smoother import EmbeddingCache, aggregate, next_step
+from shared.smoothing.types import CandidateSpec, Embedder, Generation, SmoothConfig, Timings
+from shared.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoundInput:
+    """What a round reads, copied from the rows under the lock (the generate runs without it)."""
+
+    object_key: str
+    modality: str
+    prompt: str
+    model: str
+    config: SmoothConfig
+
+
+def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Message]:
+    """Round ``round_index``: claim it, ONE batched generate over its candidates, upsert the samples;
+    the vote follows. A cancel that came while the round waited ends the job instead."""
+    with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
+        if job is None or not needs_round(job, round_index):
+            return []
+        if job.cancel_requested:
+            mark_cancelled(job)
+            return pipeline.after_job_finished(job)
+        start(job)
+        source = round_input(session, job)
+    try:
+        specs, generations = generate(settings, source, round_index)
+    except Exception as exc:
+        return end_failed(settings, job_id, exc)
+    with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
+        if job is None:
+            return []
+        record_round(session, job, specs, generations)
+        return pipeline.after_round(job)
+
+
+def round_input(session: Session, job: Job) -> RoundInput:
+    media = session.get(Media, job.media_id)
+    assert media is not None
+    return RoundInput(media.object_key, media.modality, job.prompt, job.model, config_of(job))
+
+
+def generate(settings: Settings, source: RoundInput, round_index: int) -> tuple[list[CandidateSpec], list[Generation]]:
+    """The round's candidates (seeded, so a redelivery makes the same ones) and their generations."""
+    data = ObjectStore.from_settings(settings).get(source.object_key)
+    content = load_image(data) if source.modality == "image" else load_audio(data)
+    specs = plan_round(source.config, round_index)
+    generator = load_generator(source.model, settings=settings)
+    return specs, generator.generate(content, source.prompt, specs, max_new_tokens=source.config.max_new_tokens)
+
+
+def vote(settings: Settings, job_id: str) -> list[Message]:
+    """Embed, cluster and bound every sample so far; the next round if undecided with budget
+    left (and not cancelled), else the job's result."""
+    try:
+        with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
+            if job is None or not needs_vote(job):
+                return []
+            count_votes(session, job, load_embedder(settings=settings))
+            return pipeline.after_vote(job)
+    except Exception as exc:
+        return end_failed(settings, job_id, exc)
+
+
+def count_votes(session: Session, job: Job, embedder_model: Embedder) -> None:
+    config = config_of(job)
+    samples = samples_of(session, job.id)
+    spent = Timings(generation_ms=sum(s.generation_ms for s in samples))  # the batched calls' time
+    embedder = EmbeddingCache(embedder_model)
+    result = aggregate(
+        samples, embedder, config, rounds=job.rounds_done, stop="fixed", generator=job.model, timings=spent
+    )
+    save_votes(session, job.id, samples)
+    reason = next_step(result, config)
+    if reason is None and not job.cancel_requested:
+        keep_sampling(job)
+    else:
+        result.stop_reason = reason or "budget"
+        finish(session, job, result)
+
+
+def sweep_jobs(settings: Settings) -> list[Message]:
+    """The next step of every job untouched for ``stale_after_s`` (its message was lost)."""
+    older_than = now() - timedelta(seconds=settings.stale_after_s)
+    with session_scope(settings.database_url) as session:
+        return [m for job in stale_jobs(session, older_than) for m in pipeline.resume_job(job)]
+
+
+def end_failed(settings: Settings, job_id: str | uuid.UUID, exc: Exception) -> list[Message]:
+    """A step raised: the job ends ``failed`` with the reason (the traceback goes to the log) and
+    notifies like any finished job."""
+    log.error("job %s failed", job_id, exc_info=exc)
+    with session_scope(settings.database_url) as session:
+        job = fail(session, str(job_id), f"{type(exc).__name__}: {exc}")
+        return pipeline.after_job_finished(job) if job is not None else []

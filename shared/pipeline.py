@@ -1,0 +1,166 @@
+"""What runs next: every task step by name, and the rules that say which messages follow a submit,
+a round, a vote, a finish, a cancel, and what the sweeper re-sends.
+
+The rules are pure: they read the rows (or facts) they are given and return ``Message`` values; the
+caller sends them once its transaction has committed (a committed job is never left unsent, and a
+message never names a row that is not there yet). Routes send through ``app.state.queue``, tasks
+through the worker's sender; neither decides the order itself. No Celery here: a message is a step
+and JSON-able arguments (ids, round and chunk numbers), never tensors, images or answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from shared.models import Audit, Job
+from shared.webhooks.policy import Outcome
+
+
+class QueueName(StrEnum):
+    """The broker's queues: ``gpu`` generation and attacks, ``cpu`` votes and the sweeper,
+    ``webhooks`` deliveries, ``audits`` an audit's bookkeeping and report."""
+
+    GPU = "gpu"
+    CPU = "cpu"
+    WEBHOOKS = "webhooks"
+    AUDITS = "audits"
+
+
+class Step(StrEnum):
+    """Every task, named ``<queue>.<task>`` so that a name alone says where it runs."""
+
+    SAMPLE_ROUND = "gpu.sample_round"
+    ATTACK_UNIVERSAL = "gpu.attack_universal"
+    ATTACK_CHUNK = "gpu.attack_chunk"
+    AGGREGATE = "cpu.aggregate"
+    SWEEP = "cpu.sweep"
+    DELIVER = "webhooks.deliver"
+    DELIVER_AUDIT = "webhooks.deliver_audit"
+    PREPARE = "audits.prepare"
+    ITEM_DONE = "audits.item_done"
+    PROGRESS = "audits.progress"
+    REPORT = "audits.report"
+
+    @property
+    def queue(self) -> QueueName:
+        return QueueName(self.value.split(".", 1)[0])
+
+
+@dataclass(frozen=True)
+class Message:
+    """One task to send: its step, JSON-able arguments, and a delay (webhook retries back off)."""
+
+    step: Step
+    args: tuple[str | int, ...] = ()
+    delay_s: float | None = None
+
+
+class Sender(Protocol):
+    """Whatever puts messages on the queues (the Celery app in production)."""
+
+    def send(self, messages: Iterable[Message]) -> None: ...
+
+
+def after_submit(job: Job) -> list[Message]:
+    return [Message(Step.SAMPLE_ROUND, (str(job.id), 0))]
+
+
+def after_round(job: Job) -> list[Message]:
+    """A round's samples are stored: vote on them."""
+    return [Message(Step.AGGREGATE, (str(job.id),))]
+
+
+def after_vote(job: Job) -> list[Message]:
+    """Undecided with budget left: the next round; otherwise the job finished."""
+    if job.finished_at is None:
+        return [Message(Step.SAMPLE_ROUND, (str(job.id), job.rounds_done))]
+    return after_job_finished(job)
+
+
+def after_job_finished(job: Job) -> list[Message]:
+    """However a job ended (result, failure, cancel): an audit's defense job moves its item on;
+    any other job with a callback gets its webhook."""
+    if job.audit_item_id is not None:
+        return [Message(Step.ITEM_DONE, (str(job.audit_item_id),))]
+    return [webhook(job)] if job.callback_url else []
+
+
+def after_cancel(job: Job) -> list[Message]:
+    """A job nothing had run yet ends at the cancel and notifies now; a running one ends (and
+    notifies) at its next step."""
+    return after_job_finished(job) if job.finished_at is not None else []
+
+
+def webhook(subject: Job | Audit, retry: int = 0, delay_s: float | None = None) -> Message:
+    """The delivery attempt ``retry`` (0 starts a series) of a job's or an audit's webhook."""
+    step = Step.DELIVER_AUDIT if isinstance(subject, Audit) else Step.DELIVER
+    return Message(step, (str(subject.id), retry), delay_s)
+
+
+def after_attempt(subject: Job | Audit, retry: int, outcome: Outcome) -> list[Message]:
+    """A failed attempt the policy retries: the next one of its series, after the backoff."""
+    return [webhook(subject, retry + 1, outcome.delay_s)] if outcome.retry else []
+
+
+def after_audit_submit(audit: Audit) -> list[Message]:
+    return [Message(Step.PREPARE, (str(audit.id),))]
+
+
+def after_prepare(audit: Audit, *, universal: bool, chunks: list[int]) -> list[Message]:
+    """The universal image comes before every chunk (each chunk's items are answered on it)."""
+    if universal:
+        return [Message(Step.ATTACK_UNIVERSAL, (str(audit.id),))]
+    return attack_chunks(audit, chunks)
+
+
+def attack_chunks(audit: Audit, chunks: list[int]) -> list[Message]:
+    """The chunks just dispatched (the audit's concurrency bound chose them)."""
+    return [Message(Step.ATTACK_CHUNK, (str(audit.id), chunk)) for chunk in chunks]
+
+
+def after_chunk(audit: Audit, new_jobs: list[uuid.UUID]) -> list[Message]:
+    """A chunk is attacked: its new defense jobs start, and a progress check follows (an item
+    whose jobs all exist already may be done)."""
+    rounds = [Message(Step.SAMPLE_ROUND, (str(job_id), 0)) for job_id in new_jobs]
+    return rounds + [Message(Step.PROGRESS, (str(audit.id),))]
+
+
+def after_progress(audit: Audit, chunks: list[int]) -> list[Message]:
+    """Free slots get the next chunks; once every item is done the audit is ``reporting``."""
+    report = [Message(Step.REPORT, (str(audit.id),))] if audit.status == "reporting" else []
+    return attack_chunks(audit, chunks) + report
+
+
+def after_audit_finished(audit: Audit) -> list[Message]:
+    return [webhook(audit)] if audit.callback_url else []
+
+
+def after_audit_cancel(audit: Audit) -> list[Message]:
+    """Nothing: the caller who cancelled has the answer, and the item_done of defense jobs the
+    cancel ended would find the audit finished."""
+    return []
+
+
+def resume_job(job: Job) -> list[Message]:
+    """The sweeper's message for an unfinished job nobody touched for a while (its message was
+    lost): the vote on rounds not voted on yet, else the next round."""
+    if job.aggregated_rounds < job.rounds_done:
+        return [Message(Step.AGGREGATE, (str(job.id),))]
+    return [Message(Step.SAMPLE_ROUND, (str(job.id), job.rounds_done))]
+
+
+def resume_audit(audit: Audit, lost_chunks: list[int], *, awaits_universal: bool = False) -> list[Message]:
+    """The sweeper's messages for a stale audit: prepare it, make its universal image (no chunk
+    may run before it), write its report, or re-send its dispatched but unattacked chunks and a
+    progress check."""
+    if audit.status == "queued":
+        return [Message(Step.PREPARE, (str(audit.id),))]
+    if audit.status == "reporting":
+        return [Message(Step.REPORT, (str(audit.id),))]
+    if awaits_universal:
+        return [Message(Step.ATTACK_UNIVERSAL, (str(audit.id),))]
+    return attack_chunks(audit, lost_chunks) + [Message(Step.PROGRESS, (str(audit.id),))]
