@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,3 +139,16 @@ def write_set(seed: int, count: int, out_dir: Path) -> list[Question]:
 def read_questions(path: Path) -> list[Question]:
     with path.open() as fh:
         return [Question(**json.loads(line)) for line in fh if line.strip()]
+
+
+class RenderedScenes(Sequence[Image.Image]):
+    """Scenes rendered on access (64×64 RGB): a large training set costs no memory."""
+
+    def __init__(self, scenes: Sequence[Scene]):
+        self.scenes = list(scenes)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return render(self.scenes[i])

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
 from shared.jobs.options import SingleDefenseOptions
 from shared.smoothing.types import SmoothConfig, SmoothResult, noise_space_for
+from shared.tools import robustify_cli
 
 SHORT_FLAGS = {"num_samples": "-n"}
 NEGATED_FLAGS = {"include_clean": "--no-clean"}  # a default-on option is a flag that turns it off
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_key.add_argument("--name", default=None, help="a label for the key")
     _service_parsers(sub)
     _audit_parsers(sub)
+    robustify_cli.add_parser(sub)
     return parser
 
 
@@ -239,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             from shared.tools.audit_cli import run
 
             return run(args)
+        if args.command == "robustify":
+            from shared.tools import robustify_cli
+
+            return robustify_cli.run(args)
         if args.command in ("up", "api", "worker", "demo"):
             from shared.tools import commands as services
 
