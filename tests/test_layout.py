@@ -4,12 +4,15 @@ statements — function-level (lazy) imports included:
 - nothing under ``shared/`` imports ``api`` or ``workers``;
 - the libraries (``smoothing``, ``attacks``, ``reports``, ``benchmarks``, ``backends``) import no
   platform or service module: only each other and the pure media decoding (``shared.media.decode``);
-- only ``workers/celery_app.py`` imports Celery (``shared/pipeline.py`` says what runs next without it).
+- only ``workers/celery_app.py`` imports Celery (``shared/pipeline.py`` says what runs next without it);
+- the API reaches the queue through ``create_app(settings)``: no broker is built at import.
 
 That the API process never imports torch is checked in ``tests/api/test_api.py``.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,3 +69,16 @@ def test_the_rules_see_lazy_and_relative_imports(tmp_path):
     probe.parent.mkdir(parents=True)
     probe.write_text("def f():\n    from shared.config import Settings\n    from ..db import get_engine\n")
     assert {"shared.config", "shared.db"} <= imports_of(probe, root=tmp_path)
+
+
+def test_the_api_queue_comes_from_create_app_settings_and_nothing_builds_a_broker_at_import():
+    """Routes reach the queue through ``app.state.queue`` made from the settings given to
+    ``create_app``; importing the API (or the Celery module) builds no worker app."""
+    code = (
+        "import api.main, workers.celery_app as w; from shared.config import Settings; "
+        "built_at_import = w.worker_app.cache_info().currsize; "
+        "app = api.main.create_app(Settings(redis_url='redis://127.0.0.1:1/5')); "
+        "print(app.state.queue.app.conf.broker_url, built_at_import, w.worker_app.cache_info().currsize)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["redis://127.0.0.1:1/5", "0", "0"]
