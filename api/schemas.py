@@ -86,6 +86,9 @@ class JobPublic(BaseModel):
     samples_spent: int | None = None
     rounds_done: int
     timings: dict[str, Any] | None = Field(None, description="generation / embedding / clustering ms")
+    refusal: dict[str, Any] | None = Field(
+        None, description="the refuse/comply vote over the noisy candidates: count, bounds, threshold, radius"
+    )
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None

@@ -46,6 +46,7 @@ def outcome_fields(job: Job) -> dict[str, Any]:
         "stop_reason": r.stop_reason,
         "samples_spent": r.samples_spent,
         "timings": asdict(r.timings),
+        "refusal": asdict(r.refusal) if r.refusal is not None else None,
     }
 
 

@@ -81,6 +81,13 @@ class DefenseSpec(DefenseOptions):
     def _sorted_distinct(cls, v: list[float]) -> list[float]:
         return sorted(set(v))
 
+    @model_validator(mode="after")
+    def _core_accepts(self) -> DefenseSpec:
+        """Refuse at submit what the core would refuse later (certify: audits set no answer set)."""
+        for sigma in self.sigmas:
+            self.config(sigma)
+        return self
+
     def config(self, sigma: float) -> SmoothConfig:
         """The core's config of the defense job at ``sigma`` (one of ``sigmas``)."""
         return self.smooth_config(sigma=sigma, noise_space=self.noise_space)

@@ -63,7 +63,33 @@ class DefenseOptions(BaseModel):
     alpha: float = Field(CORE_DEFAULTS.alpha, gt=0, lt=0.5, description="level of the consensus bound")
     seed: int = Field(CORE_DEFAULTS.seed, ge=0, le=MAX_SEED, description="seeds every candidate's noise")
     max_new_tokens: MaxNewTokens = CORE_DEFAULTS.max_new_tokens
-    prefer_refusal: bool = Field(CORE_DEFAULTS.prefer_refusal, description="break majority ties towards a refusal")
+    prefer_refusal: bool = Field(
+        CORE_DEFAULTS.prefer_refusal,
+        description="a refuse/comply tie goes to the refusal: answer with the most central refusal unless the "
+        "compliant share's Clopper-Pearson lower bound (noisy candidates, at alpha) clears 1/2; with 10 noisy "
+        "candidates at alpha=0.05, 2 refusals suffice",
+    )
+    refusal_threshold: float | None = Field(
+        CORE_DEFAULTS.refusal_threshold,
+        gt=0,
+        lt=1,
+        description="tau, e.g. 0.25: answer with the most central refusal when the Clopper-Pearson lower bound of "
+        "the noisy candidates' refusal share (at alpha) reaches tau, else from the compliant majority; reports the "
+        "refusal radius sigma*(invPhi(p_lower)-invPhi(tau)); default off",
+    )
+    certify: bool = Field(
+        CORE_DEFAULTS.certify,
+        description="certify an L2 radius (CERTIFY, Cohen et al. 2019): the answer from certify_n0 selection draws, "
+        "its Clopper-Pearson bound from num_samples other draws; needs a closed answer set",
+    )
+    certify_n0: int = Field(
+        CORE_DEFAULTS.certify_n0, ge=1, le=256, description="selection draws when certifying (not in the bound)"
+    )
+    target_radius: float | None = Field(
+        CORE_DEFAULTS.target_radius,
+        gt=0,
+        description="with certify and adaptive: stop once this L2 radius (noise-space units) is certified",
+    )
 
     def smooth_config(
         self, *, sigma: float, noise_space: NoiseSpace, answer_set: tuple[str, ...] | None = None

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from shared import pipeline
 from shared.backends.registry import load_embedder, load_generator
+from shared.benchmarks.judges import KEYWORD_REFUSALS
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
 from shared.jobs.store import (
@@ -113,7 +114,14 @@ def count_votes(session: Session, job: Job, embedder_model: Embedder) -> None:
     spent = Timings(generation_ms=sum(s.generation_ms for s in samples))  # the batched calls' time
     embedder = EmbeddingCache(embedder_model)
     result = aggregate(
-        samples, embedder, config, rounds=job.rounds_done, stop="fixed", generator=job.model, timings=spent
+        samples,
+        embedder,
+        config,
+        rounds=job.rounds_done,
+        stop="fixed",
+        generator=job.model,
+        timings=spent,
+        refusals=KEYWORD_REFUSALS,  # the refusal judge's keywords label refuse/comply
     )
     save_votes(session, job.id, samples)
     reason = next_step(result, config)

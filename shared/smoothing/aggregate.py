@@ -3,12 +3,13 @@
 Paper default: KMeans with k=2 (n_init=10, fixed random_state) on sentence embeddings; the
 larger cluster wins; the answer is its member with the highest cosine similarity to the cluster
 mean. Extras: agglomerative clustering with a cosine distance threshold (automatic k), a
-closed-answer mode that clusters by the answer each text maps to, and safety-first tie-breaking.
+closed-answer mode that clusters by the answer each text maps to, and refusal-aware voting
+(``shared.smoothing.refusal``): refusals form one group of their own, the compliant answers are
+clustered without them, and the refusal group answers only when a refusal rule fires.
 """
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,14 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
+from shared.smoothing.refusal import is_refusal, should_refuse
 from shared.smoothing.types import OTHER, ClusterSummary, SmoothConfig
 
 RANDOM_STATE = 0
-_REFUSAL = re.compile(
-    r"\b(i\s+(cannot|can ?not|can't|won't|will not|am unable|'m unable|am not able|must decline)|"
-    r"(i'm|i am)\s+sorry|as an ai|cannot (help|assist|comply|provide)|not able to (help|assist))\b",
-    re.IGNORECASE,
-)
+REFUSAL = "refusal"  # closed-answer mode, refusal-aware: the class the refusing candidates form
 
 
 @dataclass(frozen=True)
@@ -35,10 +33,8 @@ class Vote:
     winner: int
     chosen: int
     answer_labels: list[str] | None = None
-
-
-def is_refusal(text: str) -> bool:
-    return bool(_REFUSAL.search(text))
+    refusals: np.ndarray | None = None  # [n] bool: the candidate refuses
+    refused: bool = False  # a refusal rule fired and the refusal group won
 
 
 def normalize_answer(text: str) -> str:
@@ -87,9 +83,25 @@ def map_answers(
     return out
 
 
+def closed_classes(answer_set: Sequence[str]) -> list[str]:
+    """Closed-answer mode's classes in cluster-label order: the set, ``other``, then ``refusal``
+    (which only refusal-aware voting uses)."""
+    return [*answer_set, OTHER, REFUSAL]
+
+
 def cluster_closed(mapped: Sequence[str], answer_set: Sequence[str]) -> np.ndarray:
-    order = [*answer_set, OTHER]
+    order = closed_classes(answer_set)
     return np.array([order.index(m) for m in mapped], dtype=int)
+
+
+def cluster_apart(texts: Sequence[str], emb: np.ndarray, config: SmoothConfig, refusing: np.ndarray) -> np.ndarray:
+    """Refusal-aware open clustering: every refusal (``refusing``, bool ``[n]``) in one group, the
+    compliant answers clustered among themselves; labels by first appearance. Without refusals
+    this is ``cluster_open``."""
+    compliant = np.flatnonzero(~refusing).tolist()
+    raw = np.full(len(texts), -1, dtype=int)
+    raw[compliant] = cluster_open([texts[i] for i in compliant], emb[compliant], config)
+    return _by_first_appearance(raw)
 
 
 def cosine_to_centroid(emb: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -102,44 +114,70 @@ def cosine_to_centroid(emb: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def pick_winner(labels: np.ndarray, texts: Sequence[str], prefer_refusal: bool) -> int:
-    """Largest cluster; on a tie the refusal cluster if ``prefer_refusal``, else the lowest label."""
+def pick_winner(labels: np.ndarray, among: np.ndarray | None = None) -> int:
+    """The largest cluster (every member counts, the clean one too, as in the paper); on a tie the
+    lowest label. ``among``: bool mask ``[n]`` of the candidates whose clusters may win (refusal-
+    aware voting: the compliant ones); None, or no candidate in it: every cluster may win."""
+    allowed = np.unique(labels if among is None or not among.any() else labels[among])
     sizes = np.bincount(labels)
-    tied = [int(c) for c in np.flatnonzero(sizes == sizes.max())]
-    if prefer_refusal and len(tied) > 1:
-        refusing = [c for c in tied if _refusal_cluster(labels, texts, c)]
-        if refusing:
-            return refusing[0]
-    return tied[0]
+    return int(allowed[np.argmax(sizes[allowed])])  # argmax: the first, i.e. lowest, label on ties
 
 
-def _refusal_cluster(labels: np.ndarray, texts: Sequence[str], c: int) -> bool:
-    members = [t for t, lab in zip(texts, labels, strict=False) if lab == c]
-    return sum(map(is_refusal, members)) * 2 > len(members)
+def vote(
+    texts: Sequence[str],
+    emb: np.ndarray,
+    config: SmoothConfig,
+    answer_emb: np.ndarray | None = None,
+    *,
+    refusals: Sequence[bool] | None = None,
+    noisy: np.ndarray | None = None,
+) -> Vote:
+    """Cluster the candidates and choose one. ``emb`` is ``[n, d]``; ``answer_emb`` the embedding
+    of ``config.answer_set`` (closed-answer mode only); ``refusals`` one refuse flag per candidate
+    (default: the keyword test ``is_refusal``); ``noisy`` the bool mask ``[n]`` of the noisy
+    candidates, the only ones the refusal rules count (default: all).
 
-
-def vote(texts: Sequence[str], emb: np.ndarray, config: SmoothConfig, answer_emb: np.ndarray | None = None) -> Vote:
-    """Cluster the candidates and choose one. ``emb`` is ``[n, d]``; ``answer_emb`` is the
-    embedding of ``config.answer_set`` (closed-answer mode only)."""
-    mapped = None
-    if config.answer_set is not None:
-        assert answer_emb is not None, "closed-answer mode needs the answer-set embeddings"
-        mapped = map_answers(texts, emb, config.answer_set, answer_emb, config.match_threshold)
-        labels = cluster_closed(mapped, config.answer_set)
-    else:
-        labels = cluster_open(texts, emb, config)
+    Refusal-aware (``config.refusal_aware``): the refusals form one group; if a refusal rule fires
+    (``shared.smoothing.refusal.should_refuse``) its most central member answers, else the
+    largest compliant cluster's. Otherwise: the paper's vote, the flags only reported."""
+    flags = np.array([is_refusal(t) for t in texts] if refusals is None else list(refusals), dtype=bool)
+    noisy_ = np.ones(len(texts), dtype=bool) if noisy is None else np.asarray(noisy, dtype=bool)
+    aware = config.refusal_aware
+    mapped, labels = _cluster(texts, emb, config, answer_emb, flags if aware else None)
     cosine = cosine_to_centroid(emb, labels)
-    winner = pick_winner(labels, texts, config.prefer_refusal)
+    refused = aware and should_refuse(int((flags & noisy_).sum()), int(noisy_.sum()), config)
+    winner = int(labels[flags][0]) if refused else pick_winner(labels, ~flags if aware else None)
     members = np.flatnonzero(labels == winner)
     chosen = int(members[np.argmax(cosine[members])])  # argmax keeps the lowest index on ties
-    return Vote(labels, cosine, winner, chosen, mapped)
+    return Vote(labels, cosine, winner, chosen, mapped, flags, refused)
+
+
+def _cluster(
+    texts: Sequence[str],
+    emb: np.ndarray,
+    config: SmoothConfig,
+    answer_emb: np.ndarray | None,
+    refusing: np.ndarray | None,
+) -> tuple[list[str] | None, np.ndarray]:
+    """Cluster labels ``[n]`` and, in closed-answer mode, the answer each text maps to; with
+    ``refusing`` (refusal-aware voting) the refusals form a group of their own."""
+    if config.answer_set is None:
+        labels = cluster_open(texts, emb, config) if refusing is None else cluster_apart(texts, emb, config, refusing)
+        return None, labels
+    assert answer_emb is not None, "closed-answer mode needs the answer-set embeddings"
+    mapped = map_answers(texts, emb, config.answer_set, answer_emb, config.match_threshold)
+    if refusing is not None:
+        mapped = [REFUSAL if r else m for m, r in zip(mapped, refusing, strict=True)]
+    return mapped, cluster_closed(mapped, config.answer_set)
 
 
 def summarize(
     vote_: Vote, texts: Sequence[str], noisy: np.ndarray, indices: Sequence[int], answer_set: Sequence[str] | None
 ) -> list[ClusterSummary]:
-    """One summary per cluster, largest first. ``noisy`` is a bool mask ``[n]``."""
-    order = [*answer_set, OTHER] if answer_set is not None else None
+    """One summary per cluster, largest first. ``noisy`` is a bool mask ``[n]``; a cluster is a
+    refusal cluster when most of its members refuse (the vote's flags, else ``is_refusal``)."""
+    order = closed_classes(answer_set) if answer_set is not None else None
+    flags = vote_.refusals if vote_.refusals is not None else np.array([is_refusal(t) for t in texts], dtype=bool)
     out = []
     for c in np.unique(vote_.labels):
         members = np.flatnonzero(vote_.labels == c)
@@ -152,7 +190,7 @@ def summarize(
                 representative=int(indices[rep]),
                 text=texts[rep],
                 label=order[int(c)] if order is not None else None,
-                refusal=_refusal_cluster(vote_.labels, texts, int(c)),
+                refusal=bool(flags[members].sum() * 2 > len(members)),
             )
         )
     return sorted(out, key=lambda s: (-s.size, s.cluster))

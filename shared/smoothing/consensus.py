@@ -1,8 +1,10 @@
 """Confidence bounds on the majority share, abstention and the certified radius.
 
 PREDICT (Cohen et al., 2019): with ``k`` of ``n`` noisy samples in the majority, abstain unless
-the one-sided Clopper–Pearson lower bound at level α clears ½. For a closed answer set the
-smoothed classifier is certified in L2 within ``σ·Φ⁻¹(p_lower)`` of the input, in the noise space.
+the one-sided Clopper–Pearson lower bound at level α clears ½. For a closed answer set without
+``certify`` the consensus also reports ``σ·Φ⁻¹(p_lower)`` (L2, noise-space units) — an estimate:
+the draws that chose the majority also bound it. The certificate proper, with separate selection
+and estimation draws (CERTIFY), is ``shared.smoothing.certify``.
 """
 
 from __future__ import annotations

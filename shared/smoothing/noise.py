@@ -27,19 +27,32 @@ def candidate_seed(job_seed: int, index: int, stream: str = DEFENSE_STREAM) -> i
 
 def plan_round(config: SmoothConfig, round_index: int, noise_space: NoiseSpace | None = None) -> list[CandidateSpec]:
     """The candidates of round ``round_index``: the clean input first in round 0 (if included),
-    then noisy copies with consecutive indices. Empty once the noisy budget is spent."""
+    then noisy copies with consecutive indices (``noisy_draws``). Empty once the budget is spent."""
     space = noise_space or config.noise_space
-    per_round = config.round_size if config.adaptive else config.num_samples
-    first_noisy = round_index * per_round
-    count = max(0, min(per_round, config.num_samples - first_noisy))
+    draws = noisy_draws(config, round_index)
     offset = 1 if config.include_clean else 0
     specs = []
-    if round_index == 0 and config.include_clean and count:
+    if round_index == 0 and config.include_clean and draws:
         specs.append(CandidateSpec(0, 0, None, 0.0, space, True))
-    for k in range(first_noisy, first_noisy + count):
+    for k in draws:
         index = k + offset
         specs.append(CandidateSpec(index, round_index, candidate_seed(config.seed, index), config.sigma, space, False))
     return specs
+
+
+def noisy_draws(config: SmoothConfig, round_index: int) -> range:
+    """Which noisy draws (0-based, in job order) round ``round_index`` makes: ``num_samples`` in
+    one round, or ``round_size`` per round when adaptive. With ``certify`` round 0 makes the
+    ``certify_n0`` selection draws and the estimation draws follow from round 1, so the two sets
+    have distinct indices and therefore distinct seeds."""
+    per_round = config.round_size if config.adaptive else config.num_samples
+    if not config.certify:
+        first, end = round_index * per_round, config.num_samples
+    elif round_index == 0:
+        return range(config.certify_n0)
+    else:
+        first, end = config.certify_n0 + (round_index - 1) * per_round, config.certify_n0 + config.num_samples
+    return range(first, min(first + per_round, end))
 
 
 def gaussian(

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from shared.smoothing.aggregate import summarize, vote
+from shared.smoothing.certify import apply_certificate, certify_stop
 from shared.smoothing.consensus import consensus, stop_reason
 from shared.smoothing.noise import plan_round
+from shared.smoothing.refusal import KeywordRefusals, RefusalCache, RefusalClassifier, refusal_vote
 from shared.smoothing.types import OTHER, Embedder, Generator, Sample, SmoothConfig, SmoothResult, StopReason, Timings
 
 
@@ -45,18 +47,23 @@ def aggregate(
     stop: StopReason,
     generator: str,
     timings: Timings | None = None,
+    refusals: RefusalClassifier | None = None,
 ) -> SmoothResult:
-    """Vote over ``samples`` (updated in place with cluster, cosine and selection) into a result."""
+    """Vote over ``samples`` (updated in place with cluster, cosine and selection) into a result.
+    ``refusals`` labels the answers refuse/comply (default: the core's keyword test); its time
+    counts as clustering time."""
     timings = timings or Timings()
     texts = [s.text for s in samples]
     t0 = time.perf_counter()
     emb = embed(texts)
     answer_emb = embed(list(config.answer_set)) if config.answer_set else None
     t1 = time.perf_counter()
-    v = vote(texts, emb, config, answer_emb)
+    noisy = np.array([not s.is_clean for s in samples])
+    classify = refusals or KeywordRefusals()
+    flags = list(classify(texts))
+    v = vote(texts, emb, config, answer_emb, refusals=flags, noisy=noisy)
     timings.embedding_ms += (t1 - t0) * 1e3
     timings.clustering_ms += (time.perf_counter() - t1) * 1e3
-    noisy = np.array([not s.is_clean for s in samples])
     for i, s in enumerate(samples):
         s.cluster, s.cosine_to_centroid = int(v.labels[i]), float(v.cosine[i])
         s.selected = i == v.chosen
@@ -67,7 +74,7 @@ def aggregate(
     cons = consensus(
         k, int(noisy.sum()), config.round_alpha, sigma=config.sigma if certify else None, space=config.noise_space
     )
-    return SmoothResult(
+    result = SmoothResult(
         answer=texts[v.chosen],
         selected_index=samples[v.chosen].index,
         abstained=cons.abstained,
@@ -82,11 +89,18 @@ def aggregate(
         embedder=embed.embedder.name,
         config=asdict(config),
         timings=timings,
+        refusal=refusal_vote(flags, noisy, [s.index for s in samples], config, classify.name),
     )
+    if config.certify:  # CERTIFY: answer, bound and radius from the separate selection/estimation draws
+        apply_certificate(result, config)
+    return result
 
 
 def next_step(result: SmoothResult, config: SmoothConfig) -> StopReason | None:
     """None to run another round; otherwise why the run ends."""
+    if config.certify:
+        assert result.consensus.certificate is not None, "a certify run's consensus carries its certificate"
+        return certify_stop(result.consensus.certificate, config)
     noisy_done = result.consensus.total
     if not config.adaptive:
         return "fixed" if noisy_done >= config.num_samples else None
@@ -95,12 +109,20 @@ def next_step(result: SmoothResult, config: SmoothConfig) -> StopReason | None:
 
 
 class SmoothGuard:
-    """The smoothed model: a generator, an embedder and a config; ``run`` answers one input."""
+    """The smoothed model: a generator, an embedder and a config; ``run`` answers one input.
+    ``refusals`` labels answers refuse/comply for the refusal rules (default: keywords)."""
 
-    def __init__(self, generator: Generator, embedder: Embedder, config: SmoothConfig | None = None):
+    def __init__(
+        self,
+        generator: Generator,
+        embedder: Embedder,
+        config: SmoothConfig | None = None,
+        refusals: RefusalClassifier | None = None,
+    ):
         self.generator = generator
         self.embed = EmbeddingCache(embedder)
         self.config = config or SmoothConfig()
+        self.refusals = RefusalCache(refusals or KeywordRefusals())
 
     def run(self, media: Any, prompt: str) -> SmoothResult:
         cfg = self.config
@@ -126,6 +148,7 @@ class SmoothGuard:
                 stop="fixed",
                 generator=self.generator.name,
                 timings=timings,
+                refusals=self.refusals,
             )
             reason = next_step(result, cfg)
             if reason is not None:

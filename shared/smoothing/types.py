@@ -54,6 +54,10 @@ class SmoothConfig:
     answer_set: tuple[str, ...] | None = None
     match_threshold: float = 0.7
     prefer_refusal: bool = False
+    refusal_threshold: float | None = None  # τ: refuse when the refusal share's lower bound reaches it
+    certify: bool = False
+    certify_n0: int = 16
+    target_radius: float | None = None
 
     def __post_init__(self) -> None:
         _check(self.sigma >= 0, "sigma must be >= 0")
@@ -72,6 +76,14 @@ class SmoothConfig:
                 len(set(a.strip().lower() for a in self.answer_set)) == len(self.answer_set),
                 "answer_set entries must be distinct",
             )
+        _check_certify(self)
+        _check_refusal(self)
+
+    @property
+    def refusal_aware(self) -> bool:
+        """Refusal-aware voting (``shared.smoothing.refusal``): refusals are grouped apart and
+        answer when a refusal rule fires; otherwise the compliant majority answers."""
+        return self.prefer_refusal or self.refusal_threshold is not None
 
     @property
     def max_rounds(self) -> int:
@@ -86,6 +98,25 @@ class SmoothConfig:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _check_certify(config: SmoothConfig) -> None:
+    """CERTIFY needs classes (a closed answer set) and noise; a target radius needs adaptive certification."""
+    _check(config.certify_n0 >= 1, "certify_n0 must be >= 1")
+    if config.certify:
+        _check(config.answer_set is not None, "certify needs a closed answer set (answers)")
+        _check(config.sigma > 0, "certify needs sigma > 0")
+    if config.target_radius is not None:
+        _check(config.target_radius > 0, "target_radius must be > 0")
+        _check(config.certify and config.adaptive, "target_radius needs certify and adaptive")
+
+
+def _check_refusal(config: SmoothConfig) -> None:
+    """τ is a probability in (0, 1); CERTIFY answers with its certified class, so the refusal
+    rules, which choose the answer themselves, do not combine with it."""
+    if config.refusal_threshold is not None:
+        _check(0 < config.refusal_threshold < 1, "refusal_threshold must be in (0, 1)")
+    _check(not (config.certify and config.refusal_aware), "certify does not combine with refusal-aware voting")
 
 
 def noise_space_for(modality: str, requested: str | None) -> NoiseSpace:
@@ -180,6 +211,59 @@ class Consensus:
     abstained: bool
     certified_radius: float | None = None  # closed-answer mode only: σ·Φ⁻¹(lower_bound)
     radius_space: str | None = None
+    certificate: Certificate | None = None  # certify mode: the counts above are its estimation draws
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """CERTIFY (Cohen et al., 2019): the class ``label`` chosen from ``n0`` selection draws, its
+    count over separate estimation draws, and the L2 radius that count certifies.
+
+    Guarantee: with probability ≥ 1 − ``alpha`` (per look; the looks share the job's α by
+    Bonferroni), the smoothed classifier answers ``label`` for every input within ``radius``
+    (L2, in ``radius_space`` units: [0, 1] pixels, processor ``pixel_values`` units or waveform
+    amplitude) of this one. The clean candidate is never counted.
+    """
+
+    label: str | None  # None: no selection draw named an answer of the set
+    n0: int  # selection draws
+    selection_count: int  # selection draws that answered ``label``
+    n: int  # estimation budget (``num_samples``)
+    drawn: int  # estimation draws made (< n when adaptive stopped early)
+    count: int  # estimation draws that answered ``label``
+    p_lower: float  # one-sided Clopper–Pearson lower bound on P(label) at ``alpha``
+    alpha: float
+    sigma: float
+    radius_space: str
+    radius: float | None  # σ·Φ⁻¹(p_lower); None (abstain) when p_lower ≤ ½
+    max_radius: float | None  # σ·Φ⁻¹(α^(1/n)): what n unanimous estimation draws would certify
+    target_radius: float | None
+    abstained: bool
+
+
+@dataclass(frozen=True)
+class RefusalVote:
+    """Refuse/comply labels and the refusal share of the NOISY candidates with its one-sided
+    Clopper–Pearson bounds at ``alpha`` (the clean candidate may be labelled, never counted).
+
+    Guarantee (``threshold`` τ set, ``certified_radius`` not None): with probability ≥ 1 − α the
+    smoothed refusal probability stays ≥ τ, so the refusal-aware model keeps refusing, for every
+    L2 perturbation smaller than ``certified_radius`` = σ·(Φ⁻¹(lower_bound) − Φ⁻¹(τ)), in
+    ``radius_space`` units (normalised ``pixel_values``, [0, 1] pixels or waveform amplitude).
+    """
+
+    classifier: str  # the refusal classifier's name
+    count: int  # noisy candidates labelled refusing
+    total: int  # noisy candidates
+    share: float
+    lower_bound: float
+    upper_bound: float
+    alpha: float
+    threshold: float | None = None  # τ (``refusal_threshold``); None: the τ rule is off
+    refused: bool = False  # a refusal rule fired: the answer is the most central refusal
+    certified_radius: float | None = None  # None when lower_bound ≤ τ (or no τ, or σ = 0)
+    radius_space: str | None = None
+    candidates: tuple[int, ...] = ()  # indices of every candidate labelled refusing (the clean one too)
 
 
 @dataclass
@@ -205,6 +289,7 @@ class SmoothResult:
     embedder: str
     config: dict[str, Any]
     timings: Timings = field(default_factory=Timings)
+    refusal: RefusalVote | None = None  # refusal labels, share, bound and decision (always reported)
 
 
 class Generator(Protocol):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
 from shared.jobs.options import SingleDefenseOptions
-from shared.smoothing.types import SmoothConfig, SmoothResult, noise_space_for
+from shared.smoothing.types import Certificate, RefusalVote, SmoothConfig, SmoothResult, noise_space_for
 from shared.tools import robustify_cli
 
 SHORT_FLAGS = {"num_samples": "-n"}
@@ -167,6 +167,7 @@ def config_from_args(args: argparse.Namespace, modality: str) -> SmoothConfig:
 
 def defend(args: argparse.Namespace) -> SmoothResult:
     from shared.backends.registry import load_embedder, load_generator
+    from shared.benchmarks.judges import KEYWORD_REFUSALS
     from shared.config import get_settings
     from shared.media.decode import load_media
     from shared.smoothing import SmoothGuard
@@ -176,7 +177,8 @@ def defend(args: argparse.Namespace) -> SmoothResult:
     generator = load_generator(args.model, args.backend, settings=get_settings())
     if generator.modality != modality:
         raise ValueError(f"{args.file} is {modality}, but model {generator.name} takes {generator.modality}")
-    return SmoothGuard(generator, load_embedder(args.embedder, settings=get_settings()), config).run(media, args.prompt)
+    embedder = load_embedder(args.embedder, settings=get_settings())
+    return SmoothGuard(generator, embedder, config, refusals=KEYWORD_REFUSALS).run(media, args.prompt)
 
 
 def format_result(r: SmoothResult) -> str:
@@ -189,6 +191,10 @@ def format_result(r: SmoothResult) -> str:
     if r.answer_label is not None:
         radius = f"{c.certified_radius:.4f} (L2, {c.radius_space} space)" if c.certified_radius else "none"
         lines.append(f"answer label: {r.answer_label}; certified radius: {radius}")
+    if c.certificate is not None:
+        lines.append(format_certificate(c.certificate))
+    if r.refusal is not None and (r.refusal.count or r.refusal.threshold is not None):
+        lines.append(format_refusal(r.refusal))
     lines.append("clusters:")
     for cl in r.clusters:
         mark = " <- selected" if cl.cluster == _winner(r) else ""
@@ -200,6 +206,28 @@ def format_result(r: SmoothResult) -> str:
         f"clustering {t.clustering_ms:.0f} ms"
     )
     return "\n".join(lines)
+
+
+def format_certificate(cert: Certificate) -> str:
+    """One line: the CERTIFY selection, the estimate, the radius and the most n draws can certify."""
+    best = f"{cert.max_radius:.4f}" if cert.max_radius is not None else "none (n too small for alpha)"
+    return (
+        f"certificate: {cert.label or 'no class'} chosen by {cert.selection_count}/{cert.n0} selection draws; "
+        f"{cert.count}/{cert.drawn} of {cert.n} estimation draws, p_lower {cert.p_lower:.4f} at alpha={cert.alpha:g}; "
+        f"max radius at n={cert.n}: {best}"
+    )
+
+
+def format_refusal(v: RefusalVote) -> str:
+    """One line: refusals among the noisy samples, their lower bound, the decision and the radius."""
+    line = (
+        f"refusals: {v.count}/{v.total} noisy samples, share {v.share:.2f}, "
+        f"lower bound {v.lower_bound:.3f} at alpha={v.alpha:g}; refused: {'yes' if v.refused else 'no'}"
+    )
+    if v.threshold is not None:
+        radius = f"{v.certified_radius:.4f} (L2, {v.radius_space} space)" if v.certified_radius else "none"
+        line += f" (tau {v.threshold:g}); refusal radius: {radius}"
+    return line
 
 
 def _winner(r: SmoothResult) -> int | None:

@@ -67,6 +67,7 @@ def test_end_to_end_through_a_real_worker(client, keys, worker):
         assert time.monotonic() < deadline, body
         time.sleep(0.3)
     assert body["status"] == "succeeded" and body["answer"] == "red" and body["samples_spent"] == 11
+    assert body["consensus"]["total"] == 10 and body["refusal"]["total"] == 10 and body["refusal"]["refused"] is False
     samples = client.get(f"/v1/jobs/{job_id}/samples", headers=auth(keys["alpha"])).json()
     assert len(samples) == 11 and sum(s["selected"] for s in samples) == 1 and samples[0]["is_clean"]
 
