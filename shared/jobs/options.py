@@ -100,12 +100,20 @@ class DefenseOptions(BaseModel):
         return SmoothConfig(**shared, sigma=sigma, noise_space=noise_space, answer_set=answer_set)
 
 
+MAX_ANSWERS = 32
+MAX_ANSWER_CHARS = 200
+
+
 class SingleDefenseOptions(DefenseOptions):
     """One defense call: one σ and, optionally, a closed answer set (which certifies a radius)."""
 
     sigma: Sigma = CORE_DEFAULTS.sigma
-    answers: list[str] | None = Field(
-        None, description='closed answer set: ["yes", "no"], or "yes-no" / "a,b,c"; certifies an L2 radius'
+    # each answer is embedded and matched against every candidate: the set is bounded, like any input
+    answers: list[Annotated[str, Field(min_length=1, max_length=MAX_ANSWER_CHARS)]] | None = Field(
+        None,
+        max_length=MAX_ANSWERS,
+        description=f'closed answer set: ["yes", "no"], or "yes-no" / "a,b,c" (at most {MAX_ANSWERS} answers of '
+        f"{MAX_ANSWER_CHARS} characters); certifies an L2 radius",
     )
 
     @field_validator("answers", mode="before")
