@@ -4,6 +4,8 @@ request validation's 422."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,8 +22,10 @@ TITLES = {
     409: "Conflict",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
+log = logging.getLogger(__name__)
 STATUSES: dict[type[DomainError], int] = {Invalid: 422, NotFound: 404, Conflict: 409}
 
 
@@ -47,7 +51,14 @@ async def validation_problem(request: Request, exc: RequestValidationError) -> J
     return problem(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
+async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: a 500 problem+json (the traceback goes to the log, not the client)."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal error; the request was not completed")
+
+
 def register(app: FastAPI) -> None:
     app.exception_handler(DomainError)(domain_problem)
     app.exception_handler(StarletteHTTPException)(http_problem)  # routing's 404/405 and body-parsing 400s too
     app.exception_handler(RequestValidationError)(validation_problem)
+    app.exception_handler(Exception)(internal_problem)

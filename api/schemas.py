@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.jobs.options import SingleDefenseOptions
 
@@ -46,6 +46,14 @@ class JobOptions(SingleDefenseOptions):
     prompt: str = Field(min_length=1, max_length=4000)
     model: str | None = Field(None, description="a known model id; default: the service's model")
     callback_url: str | None = Field(None, max_length=2000, description="a webhook endpoint registered first")
+
+    @field_validator("prompt", "model", "callback_url")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        """NUL and other control characters (tab and newlines aside) are refused, not stored."""
+        if value is not None and any(ord(c) < 32 and c not in "\t\n\r" or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 class JobForm(JobOptions):

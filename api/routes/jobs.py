@@ -112,8 +112,8 @@ async def job_input(request: Request, settings: SettingsDep) -> JobInput:
     if content_type.startswith("application/json"):
         try:
             body = await request.json()
-        except ValueError as exc:
-            raise HTTPException(422, "the body is not valid JSON") from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+            raise HTTPException(422, "the body is not valid JSON (or is nested too deeply)") from exc
         create = validated(JobCreate, body)
         return JobInput(options=create, media_id=create.media_id)
     if content_type.startswith("multipart/form-data"):

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
@@ -22,8 +23,11 @@ def register_endpoint(session: Session, s: Settings, tenant_id: uuid.UUID, url: 
     if endpoint_for(session, tenant_id, url) is not None:
         raise Conflict(f"an endpoint for {url} is already registered")
     endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secrets={"current": new_secret()}, enabled=True)
-    session.add(endpoint)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent registration of the same URL meets the unique key
+            session.add(endpoint)
+    except IntegrityError as exc:
+        raise Conflict(f"an endpoint for {url} is already registered") from exc
     return endpoint
 
 

@@ -48,6 +48,8 @@ def classify(status: int | None, attempt: int, rng: random.Random, retry_after: 
 def check_url(url: str, allowlist: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuse callback URLs that are not http(s) or resolve to private, loopback, link-local or
     otherwise internal addresses, unless the host is allowlisted (tests, internal receivers)."""
+    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise Invalid("callback URL must not contain spaces or control characters")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise Invalid("callback URL must be http(s) with a host")
@@ -61,5 +63,22 @@ def check_url(url: str, allowlist: set[str] | frozenset[str] = frozenset()) -> N
         raise Invalid(f"callback host {parsed.hostname!r} is not a valid host name") from exc
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+        if not is_public(ip):
             raise Invalid(f"callback URL resolves to a non-public address ({ip}); allowlist it to use it")
+
+
+# Cloud metadata services and protocol ranges that some providers answer on, though
+# ``is_global`` may call them public: Alibaba's 100.100.100.200, Oracle's 192.0.0.192 (all of
+# 192.0.0.0/24, the IETF protocol assignments), AWS's IPv6 fd00:ec2::254.
+DENIED_NETWORKS = [ipaddress.ip_network(n) for n in ("100.100.100.200/32", "192.0.0.0/24", "fd00:ec2::254/128")]
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable and no metadata service; an IPv6 address that embeds an IPv4 one
+    (IPv4-mapped, 6to4, Teredo) is judged by the IPv4 address it reaches."""
+    if any(ip in net for net in DENIED_NETWORKS) or not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        return embedded is None or is_public(embedded)
+    return True

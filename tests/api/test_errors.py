@@ -53,3 +53,10 @@ def test_routing_and_validation_errors_are_problems_too():
     response = client.get("/typed", params={"n": "x"})
     assert response.status_code == 422
     assert response.json()["detail"].startswith("query.n: ")
+
+
+def test_anything_unforeseen_is_a_500_problem_without_the_traceback():
+    app_client = client_raising(RuntimeError("secret path /srv/x"))
+    response = TestClient(app_client.app, raise_server_exceptions=False).get("/raise")
+    assert response.status_code == 500 and response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Internal Server Error" and "secret" not in response.text

@@ -68,12 +68,21 @@ def test_json_submit_with_a_media_id(client, keys):
         ({"media_id": "not-a-uuid", "prompt": "x"}, "media_id"),
         ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x"}, "no media"),
         ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x", "surprise": 1}, "surprise"),
+        ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "a\u0000b"}, "control characters"),
+        ({"media_id": "00000000-0000-0000-0000-000000000000", "prompt": "x", "answers": ["a"] * 10_000}, "answers"),
     ],
 )
 def test_bad_json_bodies_are_problems(client, keys, settings, body, reason):
     r = client.post("/v1/jobs", headers=auth(keys["alpha"]), json=body)
     assert r.status_code in (404, 422) and reason in r.json()["detail"]
     assert r.headers["content-type"] == "application/problem+json" and job_count(settings) == 0
+
+
+def test_json_nested_too_deep_is_422_not_500(client, keys, settings):
+    body = b"[" * 100_000 + b"]" * 100_000
+    r = client.post("/v1/jobs", headers=auth(keys["alpha"]) | {"content-type": "application/json"}, content=body)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert job_count(settings) == 0
 
 
 def test_neither_multipart_nor_json_is_415(client, keys):

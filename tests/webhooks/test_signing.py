@@ -47,5 +47,18 @@ def test_private_callback_urls_are_refused_unless_allowlisted():
         with pytest.raises(Invalid, match="non-public"):
             check_url(url)
     check_url("http://127.0.0.1:9/hook", allowlist={"127.0.0.1"})
+    # shared address space, cloud metadata, protocol assignments, IPv6 that embeds loopback
+    for url in (
+        "http://100.64.0.7/x",
+        "http://100.100.100.200/latest/meta-data",
+        "http://192.0.0.192/opc",
+        "http://[2002:7f00:1::]/x",
+        "http://[::ffff:127.0.0.1]/x",
+    ):
+        with pytest.raises(Invalid, match="non-public"):
+            check_url(url)
+    for url in ("http://example.org/a\r\nX-Injected: 1", "http://exa mple.org/", "http://example.org/\x00"):
+        with pytest.raises(Invalid, match="control characters"):
+            check_url(url)
     with pytest.raises(Invalid, match="http"):
         check_url("ftp://example.org/x")
