@@ -9,19 +9,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.audits.spec import AuditSpec, ref
-from shared.audits.store import CONTENT_TYPES, items_of, outputs_of, report_key, spec_of
+from shared.audits.store import CONTENT_TYPES, VariantOutput, items_of, outputs_of, report_key, spec_of
 from shared.benchmarks.items import Item
 from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
 from shared.config import Settings
 from shared.jobs.store import now, result_of
 from shared.models import Audit, AuditItem, Job
+from shared.reports.certification import coverage, threat_model
 from shared.reports.render import render
 from shared.reports.summary import summarize
+from shared.smoothing.types import SmoothResult
 from shared.storage import ObjectStore
 
 
 def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: str) -> list[dict[str, Any]]:
-    """Tidy rows: per item and variant, the undefended answer (σ None) and one per defended σ."""
+    """Tidy rows: per item and variant, the undefended answer (σ None) and one per defended σ,
+    each with the variant's threat model and, defended, its job's certificate and whether that
+    covers the perturbation (``shared.reports.certification``)."""
     spec, base = spec_of(audit), public_url.rstrip("/")
     query = select(Job).join(AuditItem, Job.audit_item_id == AuditItem.id).where(AuditItem.audit_id == audit.id)
     jobs = {(j.audit_item_id, j.audit_ref): j for j in session.scalars(query)}  # all of them in one query
@@ -38,7 +42,7 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
                 "target": item.target,
                 "variant": variant,
                 "image_url": f"{base}/v1/media/{out.media_id if out else None}",
-            }
+            } | threat_of(spec, audit, variant, out)
             rows.append(
                 common
                 | {
@@ -51,11 +55,43 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
                     "job_id": None,
                     "samples_url": None,
                 }
+                | certificate_of(None)
             )
             for sigma in spec.defense.sigmas:
                 job = jobs.get((item.id, ref(variant, sigma)))
                 rows.append(common | defended(job, sigma, spec, base))
+    for row in rows:
+        row["covered"], row["certificate"] = coverage(row)
     return rows
+
+
+def threat_of(spec: AuditSpec, audit: Audit, variant: str, out: VariantOutput | None) -> dict[str, Any]:
+    """A variant's threat model (the attack's norm and ε) and its perturbation's L2 / L∞ norms
+    ([0, 1] pixel units; the universal image's are the audit's); all None for the clean image."""
+    attack = next((a for a in spec.attacks if a.name == variant), None)
+    norms = dict(audit.universal or {}) if variant == "universal" else {}
+    if out is not None and out.l2 is not None:
+        norms = {"l2": out.l2, "linf": out.linf}
+    targeted = out.targeted if out is not None else None
+    return {
+        "threat_model": threat_model(variant, attack.norm, attack.eps, targeted) if attack else None,
+        "attack_norm": attack.norm if attack else None,
+        "attack_eps": attack.eps if attack else None,
+        "perturbation_l2": norms.get("l2") if attack else None,
+        "perturbation_linf": norms.get("linf") if attack else None,
+    }
+
+
+def certificate_of(result: SmoothResult | None) -> dict[str, Any]:
+    """A defense job's CERTIFY certificate as row fields (all None when the job did not certify)."""
+    cert = result.consensus.certificate if result is not None else None
+    return {
+        "certified": None if cert is None else not cert.abstained,
+        "certified_label": cert.label if cert else None,
+        "certified_radius": cert.radius if cert else None,
+        "radius_space": cert.radius_space if cert else None,
+        "max_radius": cert.max_radius if cert else None,
+    }
 
 
 def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[str, Any]:
@@ -69,7 +105,7 @@ def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[
         "samples_spent": r.samples_spent if r else 0,
         "job_id": str(job.id) if job else None,
         "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None,
-    }
+    } | certificate_of(r)
 
 
 def judge_rows(rows: list[dict[str, Any]], judge_spec: str | None, embedder: Any = None) -> None:
@@ -136,6 +172,9 @@ def audit_info(audit: Audit, spec: AuditSpec) -> dict[str, Any]:
         "sigmas": spec.defense.sigmas,
         "noise_space": spec.defense.noise_space,
         "num_samples": spec.defense.num_samples,
+        "certify": spec.defense.certify,
+        "certify_n0": spec.defense.certify_n0 if spec.defense.certify else None,
+        "alpha": spec.defense.alpha,
         "judge": spec.judge or "by item kind",
         "universal": audit.universal,
     }

@@ -6,12 +6,13 @@ No torch here: the API process imports this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.jobs.options import CORE_DEFAULTS, SIGMA_MAX, DefenseOptions, MaxNewTokens, Sigma
-from shared.smoothing.types import IMAGE_NOISE_SPACES, ImageNoiseSpace, SmoothConfig
+from shared.smoothing.types import IMAGE_NOISE_SPACES, YES_NO, ImageNoiseSpace, SmoothConfig
 
 AttackName = Literal["pgd", "eot", "universal"]
 DatasetFormat = Literal["shapes", "pope", "llava-bench", "mm-safetybench"]
@@ -69,8 +70,11 @@ class AttackSpec(Strict):
 class DefenseSpec(DefenseOptions):
     """SmoothGuard at each σ of ``sigmas``; the other options (bounds, defaults) those of a defense
     job (``shared.jobs.options``), but for images only — the noise space defaults to the image
-    default — and with ``AUDIT_MAX_NEW_TOKENS``. Audits set no closed answer set: each item's
-    judge decides what counts as right."""
+    default — and with ``AUDIT_MAX_NEW_TOKENS``. Without ``certify`` audits set no closed answer
+    set: each item's judge decides what counts as right. With ``certify`` (CERTIFY, an L2 radius
+    per defended answer) each item's defense jobs get its closed answer set by kind
+    (``answer_set_for``): yes/no items ("yes", "no"), closed items the set's labels; open and
+    safety items have none, so their jobs run uncertified (and without ``target_radius``)."""
 
     sigmas: list[Sigma] = Field(default_factory=lambda: [CORE_DEFAULTS.sigma], min_length=1, max_length=16)
     noise_space: ImageNoiseSpace = Field(IMAGE_NOISE_SPACES[0], description="where the noise goes")
@@ -83,14 +87,38 @@ class DefenseSpec(DefenseOptions):
 
     @model_validator(mode="after")
     def _core_accepts(self) -> DefenseSpec:
-        """Refuse at submit what the core would refuse later (certify: audits set no answer set)."""
+        """Refuse at submit what the core would refuse later, for items with and without an answer
+        set (certify with σ = 0, or with refusal-aware voting; ``target_radius`` without ``adaptive``)."""
         for sigma in self.sigmas:
             self.config(sigma)
+            if self.certify:
+                self.config(sigma, YES_NO)
         return self
 
-    def config(self, sigma: float) -> SmoothConfig:
-        """The core's config of the defense job at ``sigma`` (one of ``sigmas``)."""
-        return self.smooth_config(sigma=sigma, noise_space=self.noise_space)
+    def config(self, sigma: float, answer_set: tuple[str, ...] | None = None) -> SmoothConfig:
+        """The core's config of the defense job at ``sigma`` (one of ``sigmas``) for an item whose
+        closed answer set is ``answer_set`` (``answer_set_for``); without one, certify is off."""
+        options = self if answer_set else self.model_copy(update={"certify": False, "target_radius": None})
+        return options.smooth_config(sigma=sigma, noise_space=self.noise_space, answer_set=answer_set)
+
+    def answer_set(self, kind: str, closed_labels: Sequence[str]) -> tuple[str, ...] | None:
+        """The answer set an item's defense jobs get: its kind's when certifying, else none."""
+        return answer_set_for(kind, closed_labels) if self.certify else None
+
+
+def answer_set_for(kind: str, closed_labels: Sequence[str]) -> tuple[str, ...] | None:
+    """An item's closed answer set by its kind: ("yes", "no") for yes/no items; for closed items
+    the labels of the set's closed items (``closed_labels``; distinct ignoring case, sorted), when
+    there are at least two; None for open and safety items (no classes to certify)."""
+    if kind == "yes_no":
+        return YES_NO
+    if kind != "closed":
+        return None
+    distinct: dict[str, str] = {}
+    for label in sorted(x.strip() for x in closed_labels if x.strip()):
+        distinct.setdefault(label.lower(), label)  # the core refuses entries equal but for case
+    labels = tuple(sorted(distinct.values()))
+    return labels if len(labels) >= 2 else None
 
 
 class AuditSpec(Strict):

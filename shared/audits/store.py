@@ -157,10 +157,21 @@ def unfinished_items(session: Session, audit_id: uuid.UUID) -> list[AuditItem]:
     return list(session.scalars(query))
 
 
+def closed_labels(session: Session, audit_id: uuid.UUID) -> list[str]:
+    """The labels of the audit's closed items (the classes of its closed questions), sorted."""
+    query = select(AuditItem.label).where(
+        AuditItem.audit_id == audit_id, AuditItem.kind == "closed", AuditItem.label.is_not(None)
+    )
+    return sorted({str(label) for label in session.scalars(query.distinct())})
+
+
 def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list[uuid.UUID]:
     """One defense job per variant and σ for ``item`` (whose variants' media exist); returns the
-    ids of the jobs created now — none for those a previous run already made."""
+    ids of the jobs created now — none for those a previous run already made. Certifying audits
+    give each job the item's closed answer set (``DefenseSpec.answer_set``)."""
     spec, outputs = spec_of(audit), outputs_of(item)
+    labels = closed_labels(session, audit.id) if spec.defense.certify and item.kind == "closed" else []
+    answers = spec.defense.answer_set(item.kind, labels)
     rows = []
     for variant in spec.variants():
         for sigma in spec.defense.sigmas:
@@ -172,7 +183,7 @@ def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list
                     "model": audit.model,
                     "media_id": outputs[variant].media_id,
                     "prompt": item.prompt,
-                    "params": to_params(spec.defense.config(sigma)),
+                    "params": to_params(spec.defense.config(sigma, answers)),
                     "request_hash": "",
                     "rounds_done": 0,
                     "aggregated_rounds": 0,

@@ -15,6 +15,8 @@ from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.reports.certification import NORM_NAMES
+from shared.reports.html import flag, num, num_cell, pct, sigma_text, table, text_cell
 from shared.reports.svg import Series, histogram_panels, line_chart
 
 FIELDS = (
@@ -36,6 +38,18 @@ FIELDS = (
     "score",
     "judge",
     "verdict",
+    "threat_model",
+    "attack_norm",
+    "attack_eps",
+    "perturbation_l2",
+    "perturbation_linf",
+    "certified",
+    "certified_label",
+    "certified_radius",
+    "radius_space",
+    "max_radius",
+    "covered",
+    "certificate",
     "job_id",
     "samples_url",
     "image_url",
@@ -97,6 +111,7 @@ def report_html(audit: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], sum
         "<h2>Per category</h2>",
         _category_table(summary),
         *(["<h2>POPE scores (yes/no items)</h2>", _pope_table(summary)] if summary.get("pope") else []),
+        *_certification_section(summary.get("certification")),
         "<h2>Items</h2>",
         _items_table(rows),
     ]
@@ -106,36 +121,6 @@ def report_html(audit: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], sum
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.{digits}g}" if isinstance(value, float) else escape(str(value))
-
-
-def _sigma(value: float | None) -> str:
-    return "undefended" if value is None else f"{value:g}"
-
-
-def _table(head: Sequence[str], body: Sequence[Sequence[str]], css: str = "") -> str:
-    """A table from already-escaped cell HTML; cells starting with '<td' are used as they are."""
-    cells = ["".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) for row in body]
-    return (
-        f'<table class="{css}"><thead><tr>'
-        + "".join(f"<th>{escape(h)}</th>" for h in head)
-        + "</tr></thead><tbody>"
-        + "".join(f"<tr>{c}</tr>" for c in cells)
-        + "</tbody></table>"
-    )
-
-
-def _n(text: str) -> str:
-    return f'<td class="num">{text}</td>'
 
 
 def _audit_facts(audit: Mapping[str, Any]) -> str:
@@ -148,6 +133,7 @@ def _audit_facts(audit: Mapping[str, Any]) -> str:
         ("σ", ", ".join(f"{s:g}" for s in audit.get("sigmas") or [])),
         ("Noise space", audit.get("noise_space")),
         ("Samples per input", audit.get("num_samples")),
+        ("Certify", _certify_fact(audit)),
         ("Judge", audit.get("judge")),
         ("Created", audit.get("created_at")),
         ("Finished", audit.get("finished_at")),
@@ -161,8 +147,10 @@ def _audit_facts(audit: Mapping[str, Any]) -> str:
     )
 
 
-def _flag(value: bool | None, yes: str = "yes", no: str = "no") -> str:
-    return "—" if value is None else yes if value else no
+def _certify_fact(audit: Mapping[str, Any]) -> str:
+    if not audit.get("certify"):
+        return "no"
+    return f"CERTIFY, {audit.get('certify_n0')} selection draws, α = {audit.get('alpha')}"
 
 
 def _attack(attack: Mapping[str, Any]) -> str:
@@ -170,8 +158,8 @@ def _attack(attack: Mapping[str, Any]) -> str:
     return f"{attack.get('name', 'attack')} ({params})" if params else str(attack.get("name", "attack"))
 
 
-def _goal(flag: bool | None) -> str:
-    return _flag(flag, '<span class="ok">met</span>', '<span class="bad">not met</span>')
+def _goal(met: bool | None) -> str:
+    return flag(met, '<span class="ok">met</span>', '<span class="bad">not met</span>')
 
 
 def _headline_table(summary: Mapping[str, Any]) -> str:
@@ -190,18 +178,18 @@ def _headline_table(summary: Mapping[str, Any]) -> str:
     body = [
         [
             escape(r["label"]),
-            _n(str(r["clean_n"])),
-            _n(_pct(r["clean_accuracy"])),
-            _n(_num(r["clean_score"])),
-            *[_n(_pct(r["asr"][a])) for a in attacks],
-            *[_n(_pct(r["committed_asr"][a])) for a in attacks],
-            _n(_pct(r["abstain_rate"])),
-            _n(_pct(r["utility_retention"])),
+            num_cell(str(r["clean_n"])),
+            num_cell(pct(r["clean_accuracy"])),
+            num_cell(num(r["clean_score"])),
+            *[num_cell(pct(r["asr"][a])) for a in attacks],
+            *[num_cell(pct(r["committed_asr"][a])) for a in attacks],
+            num_cell(pct(r["abstain_rate"])),
+            num_cell(pct(r["utility_retention"])),
             _goal(r["meets_goal"]),
         ]
         for r in summary["headline"]
     ]
-    return _table(head, body)
+    return table(head, body)
 
 
 def _pope_table(summary: Mapping[str, Any]) -> str:
@@ -209,13 +197,13 @@ def _pope_table(summary: Mapping[str, Any]) -> str:
     body = [
         [
             escape(p["variant"]),
-            escape(_sigma(p["sigma"])),
-            _n(str(p["n"])),
-            *[_n(_pct(p[k])) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")],
+            escape(sigma_text(p["sigma"])),
+            num_cell(str(p["n"])),
+            *[num_cell(pct(p[k])) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")],
         ]
         for p in summary["pope"]
     ]
-    return _table(head, body)
+    return table(head, body)
 
 
 def _category_table(summary: Mapping[str, Any]) -> str:
@@ -223,14 +211,59 @@ def _category_table(summary: Mapping[str, Any]) -> str:
         [
             escape(c["category"]),
             escape(c["variant"]),
-            escape(_sigma(c["sigma"])),
-            _n(str(c["n"])),
-            _n(_pct(c["accuracy"])),
-            _n(_pct(c["asr"])),
+            escape(sigma_text(c["sigma"])),
+            num_cell(str(c["n"])),
+            num_cell(pct(c["accuracy"])),
+            num_cell(pct(c["asr"])),
         ]
         for c in summary["categories"]
     ]
-    return _table(["category", "variant", "σ", "n", "accuracy", "ASR"], body)
+    return table(["category", "variant", "σ", "n", "accuracy", "ASR"], body)
+
+
+def _certification_section(cert: Mapping[str, Any] | None) -> list[str]:
+    """Cohen et al.'s certified accuracy per σ and radius, and the certificates against each
+    attack's perturbations; nothing when no job certified."""
+    if not cert or not (cert["accuracy"] or cert["coverage"]):
+        return []
+    radii = cert["radii"]
+    accuracy = [
+        [
+            escape(sigma_text(a["sigma"])),
+            num_cell(str(a["n"])),
+            num_cell(pct(a["abstain_rate"])),
+            num_cell(num(a["max_radius"])),
+            *[num_cell(pct(next((p["accuracy"] for p in a["points"] if p["radius"] == r), None))) for r in radii],
+        ]
+        for a in cert["accuracy"]
+    ]
+    head = ["σ", "clean items", "abstained", "max radius", *[f"r ≥ {r:g}" for r in radii]]
+    coverage = [
+        [
+            escape(c["variant"]),
+            escape(f"{NORM_NAMES.get(c['norm'], c['norm'])} ε={c['eps']:.4g}" if c["eps"] is not None else "—"),
+            escape(sigma_text(c["sigma"])),
+            *[num_cell(str(c[k])) for k in ("n", "certified", "covered", "covered_wrong")],
+            num_cell(num(c["mean_perturbation_l2"])),
+            num_cell(num(c["mean_certified_radius"])),
+        ]
+        for c in cert["coverage"]
+    ]
+    wrong = cert["covered_wrong"]
+    verdict = f'<span class="{"bad" if wrong else "ok"}">{wrong}</span>'
+    return [
+        "<h2>Certification (L2 radius, noise-space units)</h2>",
+        "<p>Certified accuracy: the share of clean items certified with the right class at radius ≥ r "
+        "(up to the largest radius the estimation draws allow).</p>",
+        table(head, accuracy),
+        "<p>Certificates against the attacks: a certificate covers a perturbation when its radius is at least "
+        "‖δ‖₂ (pixel noise only). L∞ attacks lie outside what smoothing certifies.</p>",
+        table(
+            ["attack", "threat model", "σ", "n", "certified", "covered", "covered & wrong", "mean ‖δ‖₂", "mean r"],
+            coverage,
+        ),
+        f"<p>Committed wrong answers covered by their certificate: {verdict}</p>",
+    ]
 
 
 def _charts(summary: Mapping[str, Any]) -> list[str]:
@@ -270,10 +303,6 @@ def _links(row: Mapping[str, Any]) -> str:
     return " ".join(f'<a href="{escape(u, quote=True)}" rel="noopener noreferrer">{name}</a>' for name, u in links if u)
 
 
-def _text_cell(value: Any) -> str:
-    return f'<td class="text">{escape(str(value or ""))}</td>'
-
-
 def _items_table(rows: Sequence[Mapping[str, Any]]) -> str:
     shown = rows[:MAX_ITEM_ROWS]
     head = [
@@ -291,6 +320,7 @@ def _items_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "consensus",
         "samples",
         "verdict",
+        "certificate",
         "links",
     ]
     body = [
@@ -298,20 +328,21 @@ def _items_table(rows: Sequence[Mapping[str, Any]]) -> str:
             escape(str(r.get("item"))),
             escape(str(r.get("category"))),
             escape(str(r.get("variant"))),
-            escape(_sigma(r.get("sigma"))),
-            _text_cell(r.get("prompt")),
-            _text_cell(r.get("answer")),
+            escape(sigma_text(r.get("sigma"))),
+            text_cell(r.get("prompt")),
+            text_cell(r.get("answer")),
             escape(str(r.get("label") or "—")),
             escape(str(r.get("target") or "—")),
-            _flag(r.get("correct")),
-            _flag(r.get("attack_success")),
-            _flag(r.get("abstained")),
-            _n(_num(r.get("consensus_share"))),
-            _n(_num(r.get("samples_spent"))),
+            flag(r.get("correct")),
+            flag(r.get("attack_success")),
+            flag(r.get("abstained")),
+            num_cell(num(r.get("consensus_share"))),
+            num_cell(num(r.get("samples_spent"))),
             escape(str(r.get("verdict") or "")),
+            text_cell(r.get("certificate")),
             _links(r),
         ]
         for r in shown
     ]
     note = f"<p>Showing {len(shown)} of {len(rows)} rows; items.csv has them all.</p>"
-    return f'{note}<div class="scroll">{_table(head, body, "items")}</div>'
+    return f'{note}<div class="scroll">{table(head, body, "items")}</div>'

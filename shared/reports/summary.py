@@ -2,13 +2,16 @@
 
 A row is one (item, variant, sigma) of an audit; sigma None is the undefended model. Accuracy,
 ASR, abstain rate and consensus share are fractions in [0, 1]; σ is in the audit's noise space.
-Every statistic over an empty selection is None, never a crash.
+Every statistic over an empty selection is None, never a crash. Certificates against threat
+models (certified accuracy per radius, coverage of the perturbations): ``shared.reports.certification``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from shared.reports.certification import certification
 
 Row = Mapping[str, Any]
 
@@ -231,4 +234,5 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         "consensus": consensus(rows, sigmas),
         "categories": by_category(rows, levels, eligible),
         "pope": pope_table(rows, variants, levels),
+        "certification": certification(rows, attacks, sigmas),
     }

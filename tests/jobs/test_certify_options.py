@@ -1,5 +1,6 @@
 """The certification options come from the one definition (``shared.jobs.options``): the API's
-JobOptions, the command line's flags, and the audit spec, which refuses them (no answer set)."""
+JobOptions, the command line's flags, and the audit spec (per-item answer sets:
+tests/audits/test_answer_sets.py)."""
 
 import pytest
 from pydantic import ValidationError
@@ -29,8 +30,8 @@ def test_certify_without_an_answer_set_is_refused():
         JobOptions(prompt="p", certify=True).config("normalized")
     with pytest.raises(ValueError, match="closed answer set"):
         config_from_args(build_parser().parse_args(["defend", "x.png", "--prompt", "p", "--certify"]), "image")
-    with pytest.raises(ValidationError, match="closed answer set"):
-        DefenseSpec(certify=True)
+    with pytest.raises(ValidationError, match="sigma > 0"):
+        DefenseSpec(certify=True, sigmas=[0.0, 0.1])  # an audit certifies, but not without noise
     with pytest.raises(ValidationError, match="certify_n0"):
         JobOptions(prompt="p", certify_n0=0)
 

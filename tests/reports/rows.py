@@ -35,6 +35,7 @@ def make_row(item: str, variant: str, sigma: float | None, **fields: Any) -> dic
         "score": None,
         "judge": "exact",
         "verdict": "",
+        **NO_CERTIFICATE,
         "job_id": None,
         "samples_url": None,
         "image_url": None,
@@ -43,16 +44,38 @@ def make_row(item: str, variant: str, sigma: float | None, **fields: Any) -> dic
     return row
 
 
+NO_CERTIFICATE: dict[str, Any] = {
+    "threat_model": None,
+    "attack_norm": None,
+    "attack_eps": None,
+    "perturbation_l2": None,
+    "perturbation_linf": None,
+    "certified": None,
+    "certified_label": None,
+    "certified_radius": None,
+    "radius_space": None,
+    "max_radius": None,
+    "covered": None,
+    "certificate": None,
+}
+
+
 AUDIT: dict[str, Any] = {
     "id": "aud_7f3c2e",
     "created_at": "2025-11-02T10:00:00Z",
     "finished_at": "2025-11-02T10:42:10Z",
     "model": "tiny-llava-shapes",
     "dataset": {"name": "shapes-pope", "split": "test", "n": 8},
-    "attacks": [{"name": "pgd", "eps": 0.0314, "steps": 40}, {"name": "eot", "eps": 0.0314, "steps": 40, "eot": 8}],
+    "attacks": [
+        {"name": "pgd", "norm": "l2", "eps": 0.25, "steps": 40},
+        {"name": "eot", "norm": "linf", "eps": 0.0314, "steps": 40, "eot": 8},
+    ],
     "sigmas": [0.05, 0.1, 0.15, 0.2],
     "noise_space": "pixel",
     "num_samples": 10,
+    "certify": True,
+    "certify_n0": 8,
+    "alpha": 0.05,
     "judge": "exact",
 }
 HOSTILE_ANSWER = "<script>alert(1)</script>"
@@ -70,10 +93,40 @@ def realistic_rows(n_items: int = 8, seed: int = 0) -> list[dict[str, Any]]:
         for variant in ("clean", "pgd", "eot"):
             for sigma in SIGMAS:
                 rows.append(_realistic_row(rng, f"q{i:03d}", category, kind, variant, sigma))
+    certify = random.Random(seed + 1)  # its own draws: the rows' other numbers stay as they were
+    for row in rows:
+        row.update(_certificate_fields(certify, row))
     rows[1]["answer"] = HOSTILE_ANSWER
     rows[2]["prompt"] = '"><img src=x onerror=alert(2)> Is there a cat?'
     rows[3]["samples_url"] = "javascript:alert(3)"
     return rows
+
+
+THREATS = {"pgd": ("l2", 0.25), "eot": ("linf", 0.0314)}
+PIXELS = 64 * 64 * 3
+
+
+def _certificate_fields(rng: random.Random, row: dict[str, Any]) -> dict[str, Any]:
+    """Threat model, perturbation and certificate of a realistic row (32 estimation draws, α = 0.05:
+    the largest certifiable radius is 1.344·σ); safety items are not certified."""
+    from shared.reports.certification import coverage, threat_model
+
+    fields = dict(NO_CERTIFICATE)
+    if row["variant"] in THREATS:
+        norm, eps = THREATS[row["variant"]]
+        same = random.Random(f"{row['item']}/{row['variant']}")  # one perturbation per item and attack
+        l2 = same.uniform(0.6, 1.0) * eps if norm == "l2" else same.uniform(0.7, 0.9) * eps * PIXELS**0.5
+        linf = same.uniform(0.05, 0.2) if norm == "l2" else eps
+        fields |= {"threat_model": threat_model(row["variant"], norm, eps, True), "attack_norm": norm}
+        fields |= {"attack_eps": eps, "perturbation_l2": round(l2, 4), "perturbation_linf": round(linf, 4)}
+    if row["sigma"] is not None and row["kind"] != "safety":
+        sigma = row["sigma"]
+        certified = not row["abstained"]
+        fields |= {"certified": certified, "certified_label": "no" if row["attack_success"] else "yes"}
+        fields |= {"certified_radius": round(rng.uniform(0.1, 1.3) * sigma, 4) if certified else None}
+        fields |= {"radius_space": "pixel", "max_radius": round(1.344 * sigma, 4)}
+    fields["covered"], fields["certificate"] = coverage(row | fields)
+    return fields
 
 
 def _realistic_row(
