@@ -20,7 +20,7 @@ from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, 
 from shared import pipeline
 from shared.config import Settings
 from shared.errors import Invalid, NotFound
-from shared.jobs.intake import check_options, replay, request_hash
+from shared.jobs.intake import check_modality, check_options, replay, request_hash
 from shared.jobs.options import to_params
 from shared.jobs.store import cancel, config_of, create_job, result_of, samples_of
 from shared.media.checks import check_media
@@ -149,6 +149,7 @@ def submit(
         media = own_media(session, tenant, body.media_id)
         modality, sha = media.modality, media.sha256
     config = defense_config(opts, modality)
+    check_modality(model, modality)
     check_callback(session, tenant.id, opts.callback_url)
     digest = request_hash(
         media_sha256=sha, prompt=opts.prompt, model=model, config=config, callback_url=opts.callback_url

@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.backends.registry import detect_backend
 from shared.config import Settings
 from shared.errors import InProgress, Invalid
 from shared.jobs.options import to_params
@@ -57,3 +58,11 @@ def replay(session: Session, tenant_id: uuid.UUID, key: str | None, request_hash
     if job is not None and job.request_hash != request_hash:
         raise Invalid(f"Idempotency-Key {key!r} was used with a different request body")
     return job
+
+
+def check_modality(model: str, modality: str) -> None:
+    """A model takes one modality (its backend says which): a mismatch is refused at submit instead
+    of failing the job at model load."""
+    takes = "audio" if detect_backend(model) == "hf-audio" else "image"
+    if modality != takes:
+        raise Invalid(f"model {model!r} takes {takes} input; this file is {modality}")

@@ -120,6 +120,9 @@ def test_audio_is_decoded_and_bounded(client, keys, settings, data, reason):
             json={"media_id": r.json()["id"], "prompt": "x", "noise_space": "pixel"},
         )
         assert bad.status_code == 422 and "waveform" in bad.json()["detail"]
+        wrong = client.post("/v1/jobs", headers=auth(keys["alpha"]), json={"media_id": r.json()["id"], "prompt": "x"})
+        assert wrong.status_code == 422 and "takes image input; this file is audio" in wrong.json()["detail"]
+        assert job_count(settings) == 0
     else:
         assert r.status_code == 422 and reason in r.json()["detail"]
         with session_scope(settings.database_url) as s:
