@@ -90,7 +90,7 @@ def _stats(result: Any, i: int) -> dict[str, Any]:
 def attack_items(
     generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_answers: list[str], universal: Image.Image | None
 ) -> list[dict[str, Variant]]:
-    """Per item: ``{"clean": Variant, "<attack>": Variant, …}`` with PNG-exact images; only the
+    """Per item: ``{"clean": Variant, "<attack's variant>": Variant, …}`` with PNG-exact images; only the
     clean variant is answered yet."""
     from shared.attacks import attack_images
 
@@ -99,7 +99,7 @@ def attack_items(
         if attack.name == "universal":
             assert universal is not None, "the universal image is made before the chunks"
             for row in out:
-                row["universal"] = Variant(universal, stats={"shared": True})
+                row[attack.variant] = Variant(universal, stats={"shared": True})
             continue
         # targeted where the item has a target; the others pushed away from their clean answer
         groups = {True: [i for i, it in enumerate(items) if attack.targeted and it.target is not None]}
@@ -117,7 +117,7 @@ def attack_items(
             )
             for k, i in enumerate(idx):
                 image, png = png_roundtrip(result.images[k])
-                out[i][attack.name] = Variant(
+                out[i][attack.variant] = Variant(
                     image, stats=_stats(result, k) | {"targeted": targeted, "goal": goals[k]}, png=png
                 )
     return out

@@ -68,8 +68,8 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
 def threat_of(spec: AuditSpec, audit: Audit, variant: str, out: VariantOutput | None) -> dict[str, Any]:
     """A variant's threat model (the attack's norm and ε) and its perturbation's L2 / L∞ norms
     ([0, 1] pixel units; the universal image's are the audit's); all None for the clean image."""
-    attack = next((a for a in spec.attacks if a.name == variant), None)
-    norms = dict(audit.universal or {}) if variant == "universal" else {}
+    attack = next((a for a in spec.attacks if a.variant == variant), None)
+    norms = dict(audit.universal or {}) if attack is not None and attack.name == "universal" else {}
     if out is not None and out.l2 is not None:
         norms = {"l2": out.l2, "linf": out.linf}
     targeted = out.targeted if out is not None else None

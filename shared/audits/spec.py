@@ -21,6 +21,9 @@ DatasetFormat = Literal["shapes", "pope", "llava-bench", "mm-safetybench"]
 AUDIT_MAX_NEW_TOKENS = 32
 # The command line's and the demo's σ sweep: around the paper's σ = 0.1, up to the top of its best range.
 SIGMA_SWEEP = (0.05, 0.1, 0.15, 0.2)
+CLEAN_VARIANT = "clean"
+# attacks per audit: each makes one adversarial image per item, answered at every σ
+MAX_ATTACKS = 8
 
 
 class Strict(BaseModel):
@@ -49,9 +52,18 @@ class DatasetSpec(Strict):
 class AttackSpec(Strict):
     """One attack. ε and step size in [0, 1] pixel units (L∞ or L2). ``eot`` averages gradients over
     the defense's own noise (``sigma``, default the sweep's σ nearest the paper's 0.1);
-    ``universal`` optimises ONE image over the prompts of the first ``universal_prompts`` items."""
+    ``universal`` optimises ONE image over the prompts of the first ``universal_prompts`` items.
+    ``label`` names the variant the attack makes (default: ``name``), so one audit can run one
+    method twice, e.g. PGD in L2 and in L∞: outputs, refs, report rows and summary use it."""
 
     name: AttackName
+    label: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
+        description="the variant's name in outputs and the report (default: name); unique per audit",
+    )
     norm: Literal["linf", "l2"] = "linf"
     eps: float = Field(16 / 255, gt=0, le=1)
     step_size: float | None = Field(None, gt=0, le=1)
@@ -65,6 +77,11 @@ class AttackSpec(Strict):
     )
     universal_prompts: int = Field(16, ge=1, le=256)
     seed: int = Field(0, ge=0)
+
+    @property
+    def variant(self) -> str:
+        """The variant this attack's images are stored and reported under."""
+        return self.label or self.name
 
 
 class DefenseSpec(DefenseOptions):
@@ -126,7 +143,7 @@ class AuditSpec(Strict):
     limit: int | None = Field(None, ge=1, description="the first N items of the set")
     model: str | None = Field(None, description="a known model id; default: the service's model")
     attacks: list[AttackSpec] = Field(
-        default_factory=lambda: [AttackSpec.model_validate({"name": "pgd"})], max_length=3
+        default_factory=lambda: [AttackSpec.model_validate({"name": "pgd"})], max_length=MAX_ATTACKS
     )
     defense: DefenseSpec = Field(default_factory=lambda: DefenseSpec.model_validate({}))
     judge: str | None = Field(None, description="match | refusal | similarity | llm:<model>; default by item kind")
@@ -137,13 +154,18 @@ class AuditSpec(Strict):
     @field_validator("attacks")
     @classmethod
     def _distinct(cls, v: list[AttackSpec]) -> list[AttackSpec]:
-        if len({a.name for a in v}) != len(v):
-            raise ValueError("each attack at most once")
+        variants = [a.variant for a in v]
+        if len(set(variants)) != len(v):
+            raise ValueError("each attack at most once (give repeated methods distinct labels)")
+        if CLEAN_VARIANT in variants:
+            raise ValueError(f"{CLEAN_VARIANT!r} is the clean image's variant, not an attack label")
+        if sum(a.name == "universal" for a in v) > 1:
+            raise ValueError("at most one universal attack (its image is made once per audit)")
         return v
 
     def variants(self) -> list[str]:
         """What gets answered per item: the clean image, then one adversarial image per attack."""
-        return ["clean", *(a.name for a in self.attacks)]
+        return [CLEAN_VARIANT, *(a.variant for a in self.attacks)]
 
     def refs(self) -> list[str]:
         """One defense job per item for each of these: ``<variant>@<sigma>``."""

@@ -195,9 +195,10 @@ def record_chunk(
     """Store the chunk's new outputs and create the defense jobs of its attacked items; returns the
     ids of the jobs created now (none for those a previous run made)."""
     new_jobs = []
+    universal = [a.variant for a in spec_of(audit).attacks if a.name == "universal"]
     for item in items_of(session, audit.id, chunk):
         if item.id in outputs and item.attacked_at is None:
-            stored = {"clean": item.media_id, "universal": audit.universal_media_id}
+            stored = {"clean": item.media_id} | {v: audit.universal_media_id for v in universal}
             saved = {
                 n: save_variant(session, store, audit.tenant_id, v, stored.get(n)) for n, v in outputs[item.id].items()
             }

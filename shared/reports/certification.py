@@ -117,6 +117,8 @@ def coverage_table(rows: Sequence[Row], attacks: Sequence[str], sigmas: Sequence
             if not group:
                 continue
             covered = [r for r in group if r.get("covered")]
+            wrong = [r for r in covered if not certified_right(r)]
+            clean = {r["item"]: r for r in _certifying(rows, CLEAN, sigma)}
             table.append(
                 {
                     "variant": attack,
@@ -126,12 +128,21 @@ def coverage_table(rows: Sequence[Row], attacks: Sequence[str], sigmas: Sequence
                     "n": len(group),
                     "certified": sum(bool(r["certified"]) for r in group),
                     "covered": len(covered),
-                    "covered_wrong": sum(not certified_right(r) for r in covered),
+                    "covered_wrong": len(wrong),
+                    "covered_wrong_clean_too": sum(_same_wrong(r, clean.get(r["item"])) for r in wrong),
                     "mean_perturbation_l2": _mean(r.get("perturbation_l2") for r in group),
                     "mean_certified_radius": _mean(r.get("certified_radius") for r in group),
                 }
             )
     return table
+
+
+def _same_wrong(row: Row, clean: Row | None) -> bool:
+    """The clean image's certificate (same item, same σ) names the same wrong class: the smoothed
+    model is wrong without the attack too, as the certificate says it must be."""
+    if clean is None or not clean.get("certified") or certified_right(clean):
+        return False
+    return _same(str(clean.get("certified_label")), str(row.get("certified_label")))
 
 
 def _mean(values: Any) -> float | None:
@@ -142,11 +153,14 @@ def _mean(values: Any) -> float | None:
 def certification(rows: Sequence[Row], attacks: Sequence[str], sigmas: Sequence[float]) -> dict[str, Any]:
     """The summary's ``certification``: the radius grid, certified accuracy per σ, coverage per
     attack and σ, and ``covered_wrong``: committed wrong answers whose certificate covers their
-    perturbation, over all of them (0 unless the model is wrong on the clean images too)."""
+    perturbation, over all of them (0 unless the model is wrong on the clean images too);
+    ``covered_wrong_clean_too``: those whose clean image is certified with the same wrong class
+    (what the certificate predicts); the rest would contradict a certificate."""
     table = coverage_table(rows, attacks, sigmas)
     return {
         "radii": list(RADII),
         "accuracy": certified_accuracy(rows, sigmas),
         "coverage": table,
         "covered_wrong": sum(c["covered_wrong"] for c in table),
+        "covered_wrong_clean_too": sum(c["covered_wrong_clean_too"] for c in table),
     }

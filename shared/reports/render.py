@@ -154,8 +154,11 @@ def _certify_fact(audit: Mapping[str, Any]) -> str:
 
 
 def _attack(attack: Mapping[str, Any]) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in attack.items() if k != "name")
-    return f"{attack.get('name', 'attack')} ({params})" if params else str(attack.get("name", "attack"))
+    params = ", ".join(f"{k}={v}" for k, v in attack.items() if k not in ("name", "label"))
+    title = attack.get("name", "attack")
+    if attack.get("label") and attack["label"] != title:
+        title = f"{attack['label']}: {title}"
+    return f"{title} ({params})" if params else str(title)
 
 
 def _goal(met: bool | None) -> str:

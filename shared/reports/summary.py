@@ -35,9 +35,10 @@ def sigma_label(sigma: float | None) -> str:
 
 
 def variants_of(rows: Sequence[Row]) -> list[str]:
-    """Variants present, the known ones in their canonical order, then the rest sorted."""
-    present = {r["variant"] for r in rows}
-    return [v for v in KNOWN_VARIANTS if v in present] + sorted(present - set(KNOWN_VARIANTS))
+    """Variants present, the known ones in their canonical order, then the rest (attacks with a
+    ``label``) in the order they first appear — the audit's order of attacks."""
+    present = list(dict.fromkeys(r["variant"] for r in rows))
+    return [v for v in KNOWN_VARIANTS if v in present] + [v for v in present if v not in KNOWN_VARIANTS]
 
 
 def sigmas_of(rows: Sequence[Row]) -> list[float]:

@@ -90,11 +90,20 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
     for p in (up, sub.add_parser("api", help="serve the REST API (uvicorn)")):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
-    demo = sub.add_parser("demo", help="the main job: embedded stack, a demo audit (PGD, EOT-PGD, σ sweep) over REST")
-    demo.add_argument(
-        "--images", type=int, default=24, help="synthetic images (two questions each; default %(default)s)"
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: embedded stack, certifying audits of the demo model and its noise-trained copy "
+        "(PGD-L2, EOT-L2, PGD L∞ 16/255; pixel σ sweep) over REST",
     )
-    demo.add_argument("--steps", type=int, default=40, help="PGD steps (default %(default)s)")
+    demo.add_argument(
+        "--full",
+        action="store_true",
+        help="the README's full table: 12 images, σ 0.12/0.25/0.5, L2 ε 0.25/0.5/1.0, n0=16 (default: 4 images, "
+        "σ 0.25/0.5, L2 ε 0.5, n0=8; both n=100, α=0.01)",
+    )
+    demo.add_argument("--images", type=int, default=None, help="synthetic images (two questions each)")
+    demo.add_argument("--steps", type=int, default=None, help="attack steps (default 40)")
+    demo.add_argument("--num-samples", type=int, default=None, help="CERTIFY's estimation draws n per answer")
     demo.add_argument(
         "--stop-loss",
         type=float,

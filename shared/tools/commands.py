@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -71,8 +72,20 @@ def wait_ready(url: str, stack: Stack, timeout: float = 60.0) -> None:
     raise TimeoutError(f"the API at {url} was not ready after {timeout:.0f}s")
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP all stop the stack cleanly — SIGINT too when the shell started us
+    with it ignored (``… &`` in a script), where Ctrl-C alone would leave orphans."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def up(args: argparse.Namespace) -> int:
-    """Start everything, print how to reach it, stream the logs; Ctrl-C stops it all."""
+    """Start everything, print how to reach it, stream the logs; Ctrl-C, SIGTERM or SIGHUP stops it all."""
+    stop_on_signals()
     stack = Stack(args.data_dir.resolve())
     lock = threading.Lock()
 
@@ -102,18 +115,31 @@ def up(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """The README's main job: the embedded stack, a demo audit over REST (attacks, σ sweep, report),
-    its signed webhook."""
-    from shared.tools.demo import run_demo
+    """The README's main job: the embedded stack (accepting the robust demo model too), one
+    certifying audit per demo model over REST (L2 and L∞ attacks, a pixel-σ sweep), their reports
+    and signed webhooks."""
+    from shared.tools.demo import ROBUST_DEMO_MODEL, DemoPlan, run_demo
     from shared.tools.servers import free_port
 
+    overrides = {
+        k: v
+        for k, v in {
+            "images": args.images,
+            "steps": args.steps,
+            "stop_loss": args.stop_loss,
+            "num_samples": args.num_samples,
+        }.items()
+        if v is not None
+    }
+    plan = DemoPlan.full(**overrides) if args.full else DemoPlan.fast(**overrides)
     root = Path(tempfile.mkdtemp(prefix="smoothguard-demo-")) if args.data_dir is None else args.data_dir.resolve()
     stack = Stack(root)
     try:
         print(f"starting PostgreSQL, Redis, S3, the API and the GPU/CPU/webhook workers under {root} …", flush=True)
-        url = start_all(stack, "127.0.0.1", free_port(), SMOOTHGUARD_WEBHOOK_ALLOWLIST="127.0.0.1")
+        env = {"SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1", "SMOOTHGUARD_KNOWN_MODELS": str(ROBUST_DEMO_MODEL)}
+        url = start_all(stack, "127.0.0.1", free_port(), None, **env)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        return run_demo(url, key, images=args.images, steps=args.steps, stop_loss=args.stop_loss, out=args.out)
+        return run_demo(url, key, plan=plan, out=args.out)
     finally:
         print("stopping the stack …", flush=True)
         stack.stop()

@@ -106,6 +106,8 @@ def test_coverage_per_attack_and_the_covered_wrong_count(summary):
     )
     assert (eot["norm"], eot["n"], eot["certified"], eot["covered"], eot["covered_wrong"]) == ("linf", 2, 1, 0, 0)
     assert summary["certification"]["covered_wrong"] == 1
+    # b's clean image is certified "yes" too (wrong), so its covered wrong answer is what the certificate says
+    assert (pgd["covered_wrong_clean_too"], summary["certification"]["covered_wrong_clean_too"]) == (1, 1)
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
 
 
@@ -116,6 +118,7 @@ def test_an_audit_without_certificates_has_empty_tables():
         "accuracy": [],
         "coverage": [],
         "covered_wrong": 0,
+        "covered_wrong_clean_too": 0,
     }
     assert "Certification" not in render(AUDIT, [], plain)["report.html"].decode()
 

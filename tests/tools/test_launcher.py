@@ -127,6 +127,8 @@ def test_demo_is_the_main_job(tmp_path):
             "2",
             "--steps",
             "5",
+            "--num-samples",
+            "20",
             "--out",
             str(out_dir),
         ],
@@ -134,16 +136,34 @@ def test_demo_is_the_main_job(tmp_path):
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert re.search(r"POST /v1/audits → queued", out.stdout) and "signature VERIFIED" in out.stdout
-    header = next(line for line in out.stdout.splitlines() if line.startswith("defense"))
-    assert "clean acc" in header and "ASR pgd" in header and "ASR eot" in header and "abstain" in header
-    for sigma in ("0.05", "0.1", "0.15", "0.2"):
-        assert re.search(rf"^σ={sigma}\s", out.stdout, re.M)
+    assert len(re.findall(r"POST /v1/audits → queued", out.stdout)) == 2  # the original and the robust model
+    assert out.stdout.count("signature VERIFIED") == 2
+    headers = [line for line in out.stdout.splitlines() if line.startswith("defense")]
+    assert len(headers) == 2
+    for header in headers:
+        assert "clean acc" in header and "abstain" in header
+        assert all(f"ASR {a} (not abstained)" in header for a in ("pgd-l2-0.5", "eot-l2-0.5", "pgd-linf-16"))
+    for sigma in ("0.25", "0.5"):
+        assert len(re.findall(rf"^σ={sigma}\s", out.stdout, re.M)) == 2
+    assert out.stdout.count("Cohen et al., CIFAR-10") == 4  # σ = 0.25 and 0.5, per model
+    assert (
+        len(
+            re.findall(
+                r"^committed wrong answers covered by a certificate: (0 of \d+ covered answers|"
+                r"\d+ of \d+ covered answers \(.*; 0 contradicting a certificate\))$",
+                out.stdout,
+                re.M,
+            )
+        )
+        == 2
+    )
+    assert "L∞ (outside what smoothing certifies)" in out.stdout
     assert "items 4/4" in out.stderr  # the progress bar
-    assert {p.name for p in out_dir.iterdir()} == {"report.html", "report.json", "items.csv"}
+    for model in ("original", "robust"):
+        assert {p.name for p in (out_dir / model).iterdir()} == {"report.html", "report.json", "items.csv"}
 
 
 def test_the_launcher_uses_services_named_by_the_environment(stack, tmp_path):
@@ -154,3 +174,26 @@ def test_the_launcher_uses_services_named_by_the_environment(stack, tmp_path):
         assert reused.settings().redis_url == stack.env["SMOOTHGUARD_REDIS_URL"]
     finally:
         reused.stop()
+
+
+def test_up_started_from_a_script_stops_everything_on_sigterm(tmp_path):
+    """A script's ``smoothguard up &`` ignores SIGINT; SIGTERM must still stop every process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.tools.cli", "up", "--data-dir", str(tmp_path), "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=clean_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while not any("dev API key" in line for line in lines):
+        assert time.monotonic() < deadline and proc.poll() is None, "".join(lines[-30:])
+        lines.append(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0 and "stopping" in out, out[-3000:]
+    pids = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert pids == [], "processes of the stack outlived SIGTERM"
