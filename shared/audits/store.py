@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.audits.spec import AuditSpec, ref
+from shared.benchmarks.shapes import COLOURS
 from shared.errors import Conflict
 from shared.jobs.options import to_params
 from shared.jobs.store import cancel, now
@@ -157,8 +158,12 @@ def unfinished_items(session: Session, audit_id: uuid.UUID) -> list[AuditItem]:
     return list(session.scalars(query))
 
 
-def closed_labels(session: Session, audit_id: uuid.UUID) -> list[str]:
-    """The labels of the audit's closed items (the classes of its closed questions), sorted."""
+def closed_labels(session: Session, audit: Audit) -> list[str]:
+    """The classes of the audit's closed questions, sorted: the synthetic set's whole colour
+    vocabulary (a small draw of it may show one colour only), else the labels its closed items have."""
+    if spec_of(audit).dataset.format == "shapes":
+        return sorted(COLOURS)
+    audit_id = audit.id
     query = select(AuditItem.label).where(
         AuditItem.audit_id == audit_id, AuditItem.kind == "closed", AuditItem.label.is_not(None)
     )
@@ -170,7 +175,7 @@ def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list
     ids of the jobs created now — none for those a previous run already made. Certifying audits
     give each job the item's closed answer set (``DefenseSpec.answer_set``)."""
     spec, outputs = spec_of(audit), outputs_of(item)
-    labels = closed_labels(session, audit.id) if spec.defense.certify and item.kind == "closed" else []
+    labels = closed_labels(session, audit) if spec.defense.certify and item.kind == "closed" else []
     answers = spec.defense.answer_set(item.kind, labels)
     rows = []
     for variant in spec.variants():
