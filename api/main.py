@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from api import errors
-from api.routes import audits, jobs, media, ops, webhooks
+from api.routes import audits, jobs, media, ops, robust_models, webhooks
 from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
 from shared.storage import ObjectStore
@@ -36,7 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ObjectStore.from_settings(app.state.settings)
     app.state.queue = CelerySender.from_settings(app.state.settings)
     app.state.metrics, latency = ops.metrics_registry(app.state.settings)
-    for router in (jobs.router, media.router, audits.router, audits.datasets, webhooks.router, ops.router):
+    routers = (
+        jobs.router,
+        media.router,
+        audits.router,
+        audits.datasets,
+        robust_models.router,
+        webhooks.router,
+        ops.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     errors.register(app)

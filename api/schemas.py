@@ -174,3 +174,41 @@ class DatasetPublic(BaseModel):
     format: str
     items: int
     size_bytes: int
+
+
+class RobustModelProgress(BaseModel):
+    steps: int = Field(description="training steps done (this attempt)")
+    max_steps: int | None = Field(None, description="the step cap, when one was set")
+    minutes_cap: float
+    loss: float | None = Field(None, description="mean feature MSE of the last progress interval")
+    fraction: float | None = Field(None, description="steps / max_steps, when a step cap was set")
+
+
+class RobustModelFile(BaseModel):
+    name: str
+    bytes: int
+    sha256: str
+    link: str = Field(description="GET it (Bearer auth) to download the file")
+
+
+class RobustModelPublic(BaseModel):
+    id: UUID
+    status: Literal["queued", "training", "succeeded", "failed", "cancelled"]
+    source_model: str
+    spec: dict[str, Any]
+    attempt: int = Field(description="training attempts (a run restarts from its seed when a worker was lost)")
+    progress: RobustModelProgress
+    record: dict[str, Any] | None = Field(
+        None, description="the training record: σ schedule, steps, loss curve, validation accuracy under noise"
+    )
+    files: list[RobustModelFile] = Field(default_factory=list, description="the checkpoint, when succeeded")
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    links: dict[str, str]
+
+
+class RobustModelPage(BaseModel):
+    items: list[RobustModelPublic]
+    next_cursor: str | None = None

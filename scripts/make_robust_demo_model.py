@@ -30,7 +30,7 @@ from shared.benchmarks.evaluate import accuracy
 from shared.benchmarks.shapes import Question, RenderedScenes, generate_set, read_questions, render, write_set
 from shared.robustify import DistilConfig, SigmaSchedule, distil
 from shared.robustify.checkpoint import save_student
-from shared.robustify.evaluate import accuracy_under_noise
+from shared.robustify.evaluate import accuracy_under_noise, noisy_accuracy_validator
 
 SOURCE = Path("shared/assets/demo-llava")
 OUT = Path("shared/assets/demo-llava-robust")
@@ -44,15 +44,7 @@ def validator(processor: Any, questions: int, sigmas: Sequence[float], seed: int
     clean and under one draw of pixel noise at each σ (σ in [0, 1] pixel units)."""
     items = [(render(scene), q, a) for scene, pairs in generate_set(VAL_SEED, -(-questions // 2)) for q, a in pairs]
     images, prompts, labels = (list(x) for x in zip(*items[:questions], strict=True))
-
-    def validate(model) -> dict[str, float]:
-        out = {}
-        for sigma in [0.0, *sigmas]:
-            acc = accuracy_under_noise(model, processor, images, prompts, labels, sigma=sigma, seed=seed)
-            out[f"val_accuracy_sigma_{sigma:g}"] = acc.value
-        return out
-
-    return validate
+    return noisy_accuracy_validator(processor, images, prompts, labels, sigmas, seed=seed)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_audio_seconds: float = 60.0
     max_audit_items: int = 5000  # items per audit (each fans out to variants × σ defense jobs)
     max_dataset_bytes: int = 512 * 2**20  # an uploaded benchmark archive
+    max_robustify_minutes: float = 45.0  # a robustify run's training cap (below the broker's visibility timeout)
     max_num_samples: int = 256  # noisy candidates per job (the adaptive budget)
     max_new_tokens: int = 1024
     known_models: str = ""  # comma-separated extra model ids/paths the API accepts besides the default

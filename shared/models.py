@@ -208,3 +208,29 @@ class AuditItem(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column()
     attacked_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class RobustModel(Base):
+    """A robustify run: a tenant's noise-robust copy of a served model, trained by a GPU worker;
+    its checkpoint's files in the object store, its training record here."""
+
+    __tablename__ = "robust_models"
+    __table_args__ = (Index("ix_robust_models_tenant_created", "tenant_id", "created_at", "id"),)
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    status: Mapped[str] = mapped_column(String(20), index=True)  # queued|training|succeeded|failed|cancelled
+    source_model: Mapped[str] = mapped_column(String(300))
+    spec: Mapped[dict[str, Any]] = mapped_column()  # RobustifySpec
+    attempt: Mapped[int] = mapped_column(
+        Integer, default=0
+    )  # the attempt that may write (a redelivery makes a new one)
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    loss: Mapped[float | None] = mapped_column(Float)  # the mean loss of the last progress interval
+    record: Mapped[dict[str, Any] | None] = mapped_column()  # the training record (σ schedule, steps, validation)
+    files: Mapped[dict[str, Any] | None] = mapped_column()  # checkpoint file name → object key, bytes, sha256
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    touched_at: Mapped[datetime | None] = mapped_column(index=True)  # the sweeper's clock; training touches it

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from shared.models import Audit, Job
+from shared.models import Audit, Job, RobustModel
 from shared.webhooks.policy import Outcome
 
 
@@ -36,6 +36,7 @@ class Step(StrEnum):
     SAMPLE_ROUND = "gpu.sample_round"
     ATTACK_UNIVERSAL = "gpu.attack_universal"
     ATTACK_CHUNK = "gpu.attack_chunk"
+    ROBUSTIFY = "gpu.robustify"
     AGGREGATE = "cpu.aggregate"
     SWEEP = "cpu.sweep"
     DELIVER = "webhooks.deliver"
@@ -164,3 +165,13 @@ def resume_audit(audit: Audit, lost_chunks: list[int], *, awaits_universal: bool
     if awaits_universal:
         return [Message(Step.ATTACK_UNIVERSAL, (str(audit.id),))]
     return attack_chunks(audit, lost_chunks) + [Message(Step.PROGRESS, (str(audit.id),))]
+
+
+def after_robustify_submit(row: RobustModel) -> list[Message]:
+    return [Message(Step.ROBUSTIFY, (str(row.id),))]
+
+
+def resume_robust_model(row: RobustModel) -> list[Message]:
+    """The sweeper's message for a run nobody touched for a while: train it (again, from the start;
+    a claim supersedes any attempt still running)."""
+    return [Message(Step.ROBUSTIFY, (str(row.id),))]

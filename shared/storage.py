@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 from minio import Minio
@@ -85,6 +86,23 @@ class ObjectStore:
         finally:
             response.close()
             response.release_conn()
+
+    def put_file(self, key: str, path: str, content_type: str = "application/octet-stream") -> None:
+        """Upload a file from disk (multipart for large ones: never read whole into memory)."""
+        self.client.fput_object(self.bucket, key, path, content_type=content_type)
+
+    def stream(self, key: str, chunk_bytes: int = 2**20) -> Iterator[bytes]:
+        """An object's bytes in chunks (a multi-GB checkpoint file never sits in memory)."""
+        response = self.client.get_object(self.bucket, key)
+        try:
+            yield from response.stream(chunk_bytes)
+        finally:
+            response.close()
+            response.release_conn()
+
+    def remove(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.client.remove_object(self.bucket, key)
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         return self.public.presigned_get_object(self.bucket, key, expires=expires)

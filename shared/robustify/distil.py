@@ -108,11 +108,13 @@ def distil(
     *,
     validate: Validator | None = None,
     log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[M, TrainingRecord]:
     """Train a student copy of ``model`` (left untouched, used as the teacher in eval mode) on
     ``images`` (PIL images or ``[H, W, 3]`` uint8 / [0, 1] arrays, drawn with replacement; any
     random-access sequence, so it may render on demand). Returns the student (eval mode) and
-    the record; ``validate(student)`` runs every ``eval_every`` steps and at the end."""
+    the record; ``validate(student)`` runs every ``eval_every`` steps and at the end;
+    ``on_step(steps_done, loss)`` after every step (progress; it may raise to stop the run)."""
     path = VisionPath.of(model)
     model.eval()
     student = make_student(model, path)
@@ -127,6 +129,8 @@ def distil(
         _set_lr(opt, config, len(losses))
         base, specs = draw_batch(images, config, gen)
         losses.append(train_step(model, student, path, ip, base, specs, opt, config.clip))
+        if on_step:
+            on_step(len(losses), losses[-1])
         _report(losses, config, log, validate, student, record)
     record.steps, record.stopped_by = len(losses), stop
     record.minutes = round((time.monotonic() - start) / 60, 2)

@@ -86,3 +86,28 @@ def accuracy_under_noise(
     """POPE-style accuracy (first word = label) of ``answers_under_noise`` (same keywords)."""
     answers = answers_under_noise(model, processor, images, prompts, **kwargs)
     return Accuracy(sum(is_correct(a, y) for a, y in zip(answers, labels, strict=True)), len(labels))
+
+
+def noisy_accuracy_validator(
+    processor: Any,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    labels: Sequence[str],
+    sigmas: Sequence[float],
+    *,
+    noise_space: ImageNoiseSpace = "pixel",
+    seed: int = 0,
+):
+    """A ``distil`` validation callback: the model's accuracy on these labelled closed questions,
+    clean and under one noise draw at each σ (``noise_space`` units), keyed ``val_accuracy_sigma_<σ>``."""
+
+    def validate(model: Any) -> dict[str, float]:
+        out = {}
+        for sigma in dict.fromkeys([0.0, *sigmas]):
+            acc = accuracy_under_noise(
+                model, processor, images, prompts, labels, sigma=sigma, noise_space=noise_space, seed=seed
+            )
+            out[f"val_accuracy_sigma_{sigma:g}"] = acc.value
+        return out
+
+    return validate

@@ -99,13 +99,13 @@ def to_model(batch: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-class ImageFolder(Sequence[Image.Image]):
-    """The images under a folder (sorted by path), opened on access as RGB."""
+class ImageFiles(Sequence[Image.Image]):
+    """Image files, opened on access as RGB (a large set costs no memory)."""
 
-    def __init__(self, root: Path):
-        self.paths = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
         if not self.paths:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+            raise ValueError("no training images")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -113,3 +113,13 @@ class ImageFolder(Sequence[Image.Image]):
     def __getitem__(self, i):  # type: ignore[override]
         with Image.open(self.paths[i]) as image:
             return image.convert("RGB")
+
+
+class ImageFolder(ImageFiles):
+    """The images under a folder (sorted by path)."""
+
+    def __init__(self, root: Path):
+        paths = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+        super().__init__(paths)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from shared.smoothing.types import DISTILLABLE_MODEL_TYPES
+
 # model_type → the base model's attributes that make up the image path (tower, then projector)
-SUPPORTED_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "llava": ("vision_tower", "multi_modal_projector"),
-    "llava_next": ("vision_tower", "multi_modal_projector"),
-}
+SUPPORTED_LAYOUTS: dict[str, tuple[str, ...]] = dict.fromkeys(
+    DISTILLABLE_MODEL_TYPES, ("vision_tower", "multi_modal_projector")
+)
 
 
 class UnsupportedLayout(ValueError):

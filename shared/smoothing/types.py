@@ -28,6 +28,8 @@ NOISE_SPACES_BY_MODALITY: dict[str, tuple[NoiseSpace, ...]] = {
 }
 CLUSTERING_METHODS: tuple[str, ...] = get_args(ClusteringMethod)
 YES_NO: tuple[str, ...] = ("yes", "no")
+# model types whose image path robustify can distil (LLaVA family: vision tower + projector)
+DISTILLABLE_MODEL_TYPES: tuple[str, ...] = ("llava", "llava_next")
 OTHER = "other"
 
 

@@ -1,6 +1,7 @@
 """``smoothguard robustify``: make a local checkpoint a noise-robust base (``shared.robustify``):
 its vision tower + projector distilled under Gaussian noise to its own clean features, the
-language model frozen; trained on a folder of images or on the synthetic shapes set."""
+language model frozen; trained on a folder of images or on the synthetic shapes set. The same
+training runs as a GPU job over REST: ``POST /v1/robust-models`` (``shared.robust_models``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.robust_models.spec import RobustifyOptions
 from shared.smoothing.types import IMAGE_NOISE_SPACES
 
 
@@ -20,13 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, help="a folder of training images (png, jpg, webp, bmp)")
     source.add_argument("--shapes", type=int, help="train on this many synthetic shapes scenes")
-    p.add_argument("--noise-space", choices=IMAGE_NOISE_SPACES, default="pixel")
+    defaults = RobustifyOptions.model_validate({})
+    p.add_argument("--noise-space", choices=IMAGE_NOISE_SPACES, default=defaults.noise_space)
     p.add_argument("--sigma-max", type=float, default=None, help="σ_max of σ_max·√U (default by noise space)")
     p.add_argument("--steps", type=int, default=None, help="step cap")
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock cap")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock cap")
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--batch", type=int, default=defaults.batch)
+    p.add_argument("--seed", type=int, default=defaults.seed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,15 +37,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from shared.robustify import DistilConfig, SigmaSchedule, distil
+    from shared.robustify import distil
     from shared.robustify.checkpoint import save_student
 
     if not (args.model / "config.json").is_file():
         raise ValueError(f"{args.model} is not a local checkpoint folder (no config.json)")
     model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(args.model)
-    sigma = SigmaSchedule(args.sigma_max) if args.sigma_max is not None else None
-    config = DistilConfig(args.noise_space, sigma, args.steps, args.minutes, args.lr, args.batch, args.seed)
+    fields = ("noise_space", "sigma_max", "steps", "minutes", "lr", "batch", "seed")
+    options = RobustifyOptions.model_validate({f: getattr(args, f) for f in fields})  # the REST job's bounds too
+    config = options.distil_config()
     student, record = distil(model, processor, training_images(args), config, log=print)
     save_student(student, args.model, args.out)
     info: dict[str, Any] = {"source": str(args.model), "command": " ".join(["smoothguard", *sys.argv[1:]])}

@@ -1,5 +1,6 @@
-"""GPU worker: a job's round (ONE batched generate over its candidates) and an audit's attacks, a
-chunk of items at a time (batched). The steps are ``shared.jobs.steps`` and ``shared.audits.steps``."""
+"""GPU worker: a job's round (ONE batched generate over its candidates), an audit's attacks, a
+chunk of items at a time (batched), and robustify runs. The steps are ``shared.jobs.steps``,
+``shared.audits.steps`` and ``shared.robust_models.steps``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from shared.audits import steps as audit_steps
 from shared.config import get_settings
 from shared.jobs import steps as job_steps
 from shared.pipeline import Step
+from shared.robust_models import steps as robust_model_steps
 from workers.celery_app import send, task
 
 
@@ -23,3 +25,8 @@ def attack_universal(audit_id: str) -> None:
 @task(Step.ATTACK_CHUNK)
 def attack_chunk(audit_id: str, chunk: int) -> None:
     send(audit_steps.attack_chunk(get_settings(), audit_id, chunk))
+
+
+@task(Step.ROBUSTIFY)
+def robustify(model_id: str) -> None:
+    send(robust_model_steps.robustify(get_settings(), model_id))
