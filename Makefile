@@ -13,9 +13,11 @@ install: $(VENV)/.installed
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[ml,stack,dev]'
-# headless Chromium for the HTML report test (Debian package; playwright never downloads browsers here)
+# headless Chromium for the HTML report test (Debian package; playwright never downloads browsers here);
+# apt-get waits up to 10 minutes for the dpkg lock held by another apt run instead of failing on it
 	command -v chromium >/dev/null || { SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+		$$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+		$$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }
 	touch $@
 
 demo: install

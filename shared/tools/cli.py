@@ -98,7 +98,7 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--full",
         action="store_true",
-        help="the README's full table: 12 images, σ 0.12/0.25/0.5, L2 ε 0.25/0.5/1.0, n0=16 (default: 4 images, "
+        help="the README's full table: 12 images, σ 0.12/0.25/0.5, L2 ε 0.25/0.5/1.0, n0=16 (default: 3 images, "
         "σ 0.25/0.5, L2 ε 0.5, n0=8; both n=100, α=0.01)",
     )
     demo.add_argument("--images", type=int, default=None, help="synthetic images (two questions each)")

@@ -43,7 +43,7 @@ class DemoPlan:
 
     @classmethod
     def fast(cls, **overrides: Any) -> DemoPlan:
-        return replace(cls(images=4, sigmas=(0.25, 0.5), epsilons=(0.5,)), **overrides)
+        return replace(cls(images=3, sigmas=(0.25, 0.5), epsilons=(0.5,)), **overrides)
 
     @classmethod
     def full(cls, **overrides: Any) -> DemoPlan:
