@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     max_robustify_minutes: float = 45.0  # a robustify run's training cap (below the broker's visibility timeout)
     max_num_samples: int = 256  # noisy candidates per job (the adaptive budget)
     max_new_tokens: int = 1024
+    refusal_guard: str = ""  # a LlamaGuard-type model path/id: refusal-aware votes ask it about each keyword refusal
     known_models: str = ""  # comma-separated extra model ids/paths the API accepts besides the default
     public_url: str = "http://127.0.0.1:8000"  # how callers reach the API: links in webhooks, `smoothguard audit`
     api_key: str = ""  # the key `smoothguard audit` sends

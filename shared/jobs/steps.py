@@ -13,12 +13,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from sqlalchemy.orm import Session
 
 from shared import pipeline
 from shared.backends.registry import load_embedder, load_generator
-from shared.benchmarks.judges import KEYWORD_REFUSALS
+from shared.benchmarks.judges import KEYWORD_REFUSALS, GuardRefusals, LLMJudge
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
 from shared.jobs.store import (
@@ -40,6 +41,7 @@ from shared.media.decode import load_audio, load_image
 from shared.models import Job, Media
 from shared.pipeline import Message
 from shared.smoothing.noise import plan_round
+from shared.smoothing.refusal import RefusalClassifier
 from shared.smoothing.smoother import EmbeddingCache, aggregate, next_step
 from shared.smoothing.types import CandidateSpec, Embedder, Generation, SmoothConfig, Timings
 from shared.storage import ObjectStore
@@ -102,13 +104,28 @@ def vote(settings: Settings, job_id: str) -> list[Message]:
         with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
             if job is None or not needs_vote(job):
                 return []
-            count_votes(session, job, load_embedder(settings=settings))
+            count_votes(session, job, load_embedder(settings=settings), refusal_labeller(settings, job))
             return pipeline.after_vote(job)
     except Exception as exc:
         return end_failed(settings, job_id, exc)
 
 
-def count_votes(session: Session, job: Job, embedder_model: Embedder) -> None:
+def refusal_labeller(settings: Settings, job: Job) -> RefusalClassifier:
+    """What labels a job's candidates refuse/comply: the refusal judge's keywords, or — where the
+    deployment names a LlamaGuard-type ``refusal_guard`` and the job votes refusal-aware — the
+    keywords vetoed by the guard (a "refusal" that still leaks counts as compliance)."""
+    if settings.refusal_guard and config_of(job).refusal_aware:
+        return GuardRefusals(load_guard(settings.refusal_guard, settings.device), job.prompt)
+    return KEYWORD_REFUSALS
+
+
+@cache
+def load_guard(path: str, device: str) -> LLMJudge:
+    """The guard model, loaded once per worker process."""
+    return LLMJudge(path, device=device)
+
+
+def count_votes(session: Session, job: Job, embedder_model: Embedder, refusals: RefusalClassifier) -> None:
     config = config_of(job)
     samples = samples_of(session, job.id)
     spent = Timings(generation_ms=sum(s.generation_ms for s in samples))  # the batched calls' time
@@ -121,7 +138,7 @@ def count_votes(session: Session, job: Job, embedder_model: Embedder) -> None:
         stop="fixed",
         generator=job.model,
         timings=spent,
-        refusals=KEYWORD_REFUSALS,  # the refusal judge's keywords label refuse/comply
+        refusals=refusals,
     )
     save_votes(session, job.id, samples)
     reason = next_step(result, config)
