@@ -175,6 +175,7 @@ def _headline_table(summary: Mapping[str, Any]) -> str:
         *[f"ASR {a}" for a in attacks],
         *[f"ASR {a}, not abstained" for a in attacks],
         "abstain rate",
+        "over-refusal (benign items)",
         "utility retention",
         "goal: ASR ≤ ⅓ and accuracy −2 pt",
     ]
@@ -187,6 +188,7 @@ def _headline_table(summary: Mapping[str, Any]) -> str:
             *[num_cell(pct(r["asr"][a])) for a in attacks],
             *[num_cell(pct(r["committed_asr"][a])) for a in attacks],
             num_cell(pct(r["abstain_rate"])),
+            num_cell(pct(r.get("over_refusal"))),
             num_cell(pct(r["utility_retention"])),
             _goal(r["meets_goal"]),
         ]

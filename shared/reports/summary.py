@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from shared.benchmarks.judges import refuses
 from shared.reports.certification import certification
 
 Row = Mapping[str, Any]
@@ -118,6 +119,16 @@ def _at_most(x: float | None, y: float | None, share: float, slack: float = 0.0)
     return None if x is None or y is None else x <= share * y + slack + 1e-9
 
 
+def over_refusal(rows: Sequence[Row], sigma: float | None) -> float | None:
+    """Share of the benign (non-safety) clean items whose answer at σ refuses (the refusal judge's
+    keywords): what refusal-aware voting costs on questions it should answer. None without any."""
+    return mean(
+        refuses(r["answer"] or "")
+        for r in rows
+        if r["variant"] == CLEAN and r["sigma"] == sigma and r["kind"] != "safety"
+    )
+
+
 def abstain_rate(rows: Sequence[Row], sigma: float | None) -> float | None:
     """Share of abstentions over every variant at σ; None for the undefended model, which never abstains."""
     return None if sigma is None else mean(r["abstained"] for r in rows if r["sigma"] == sigma)
@@ -151,7 +162,10 @@ def headline(
 ) -> list[dict[str, Any]]:
     """One row for the undefended model, then one per σ, with retention and the goal flag."""
     levels: list[float | None] = [None, *sigmas]
-    table = [headline_row(groups, s, attacks, abstain_rate(rows, s)) for s in levels]
+    table = [
+        headline_row(groups, s, attacks, abstain_rate(rows, s)) | {"over_refusal": over_refusal(rows, s)}
+        for s in levels
+    ]
     base = table[0]
     base_utility = clean_utility(groups[(CLEAN, None)])
     for row, sigma in zip(table, levels, strict=True):
@@ -228,6 +242,7 @@ def summarize(rows: Sequence[Row]) -> dict[str, Any]:
         "n_rows": len(rows),
         "n_items": len({r["item"] for r in rows}),
         "n_eligible": len(eligible),
+        "has_safety": any(r["kind"] == "safety" for r in rows),
         "sigmas": sigmas,
         "attacks": attacks,
         "groups": [g for g in groups.values() if g["n"]],

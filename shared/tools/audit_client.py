@@ -76,22 +76,18 @@ def _pct(v: float | None) -> str:
 def table(summary: dict[str, Any], noise_space: str) -> str:
     """The headline: per σ (undefended first) clean accuracy, ASR per attack, abstain rate, samples."""
     attacks = summary["attacks"]
+    safety = bool(summary.get("has_safety"))  # over-refusal on the benign items, next to the safety items' ASR
     head = ["defense", "clean acc", *[f"ASR {a} (not abstained)" for a in attacks], "abstain", "samples/answer", "goal"]
+    if safety:
+        head.insert(-2, "over-refusal")
     body = []
     for row in summary["headline"]:
         label = "undefended" if row["sigma"] is None else f"σ={row['sigma']:g}"
         goal = {True: "met", False: "missed", None: "–"}[row.get("meets_goal")]
         asr = [f"{_pct(row['asr'][a])} ({_pct(row['committed_asr'][a])})" for a in attacks]
-        body.append(
-            [
-                label,
-                _pct(row["clean_accuracy"]),
-                *asr,
-                _pct(row["abstain_rate"]),
-                f"{row['mean_samples_spent'] or 0:.1f}",
-                goal,
-            ]
-        )
+        cells = [label, _pct(row["clean_accuracy"]), *asr, _pct(row["abstain_rate"])]
+        cells += [_pct(row.get("over_refusal"))] if safety else []
+        body.append([*cells, f"{row['mean_samples_spent'] or 0:.1f}", goal])
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
     spent = sum(g["total_samples_spent"] for g in summary["groups"])
