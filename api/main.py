@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from api import errors
+from api.body_limit import BodyLimit, limit_for
 from api.routes import audits, jobs, media, ops, robust_models, webhooks
 from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     errors.register(app)
+    app.add_middleware(BodyLimit, limit=limit_for(app.state.settings))
 
     @app.middleware("http")
     async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
