@@ -5,6 +5,7 @@ and report); its tasks are the pipeline's ``Step`` values, and what follows what
 Task payloads are ids. Tasks ack late with prefetch 1: a task whose worker dies (even SIGKILL)
 is delivered again — by the broker after ``broker_visibility_timeout_s`` on Redis, at once for a
 dead pool child (``reject_on_worker_lost``). Every step is idempotent, so a redelivery is harmless.
+A fault of the database, broker or object store (``shared.faults``) retries the task with backoff.
 
 Nothing is built at import: the API makes its sender from its own settings (``CelerySender``), a
 worker process its app from the environment's (``worker_app``).
@@ -20,6 +21,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared.config import Settings, get_settings
+from shared.faults import TRANSIENT_ERRORS
 from shared.pipeline import Message, QueueName, Step
 
 TASK_MODULES = ("workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks")
@@ -66,9 +68,20 @@ def worker_app() -> Celery:
     return make_app(get_settings(), TASK_MODULES)
 
 
+# a step that met a fault of the database, broker or object store is retried: 1 s, 2 s, 4 s, … up
+# to a minute apart, for about half an hour; a job still stuck after that is the sweeper's
+RETRY = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 40,
+}
+
+
 def task(step: Step) -> Callable[[Callable[..., Any]], Any]:
-    """Every task through here: its name and queue are its step's."""
-    return worker_app().task(name=step.value, queue=step.queue.value)
+    """Every task through here: its name and queue are its step's; infrastructure faults retry."""
+    return worker_app().task(name=step.value, queue=step.queue.value, **RETRY)
 
 
 def send(messages: Iterable[Message]) -> None:

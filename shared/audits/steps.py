@@ -46,6 +46,7 @@ from shared.audits.store import (
 from shared.backends.registry import load_generator
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
+from shared.faults import raise_if_transient
 from shared.jobs.store import now
 from shared.media.checks import check_media
 from shared.media.decode import load_image
@@ -280,6 +281,7 @@ def sweep_audits(settings: Settings) -> list[Message]:
 def end_failed(settings: Settings, audit_id: str, exc: Exception) -> list[Message]:
     """A step raised: the audit ends ``failed`` with the reason (the traceback goes to the log);
     its webhook follows."""
+    raise_if_transient(exc)  # the database, broker or object store: the task wrapper retries
     log.error("audit %s failed", audit_id, exc_info=exc)
     with session_scope(settings.database_url) as session:
         audit = fail_audit(session, audit_id, f"{type(exc).__name__}: {exc}")

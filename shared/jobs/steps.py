@@ -4,7 +4,9 @@ the vote, the sweep.
 Each step locks the job row and skips what is done already (a redelivered message is harmless),
 changes the job's status only through ``shared.jobs.store``, and returns the messages that follow
 (``shared.pipeline``) for the task to send after the commit. A step that raises ends the job
-``failed`` with the reason: the input or the model is at fault, so it is not retried.
+``failed`` with the reason: the input or the model is at fault, so it is not retried — except
+for faults of the database, broker or object store (``shared.faults``), which go up to the task
+wrapper and are retried with backoff.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.backends.registry import load_embedder, load_generator
 from shared.benchmarks.judges import KEYWORD_REFUSALS, GuardRefusals, LLMJudge
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
+from shared.faults import raise_if_transient
 from shared.jobs.store import (
     config_of,
     fail,
@@ -159,6 +162,7 @@ def sweep_jobs(settings: Settings) -> list[Message]:
 def end_failed(settings: Settings, job_id: str | uuid.UUID, exc: Exception) -> list[Message]:
     """A step raised: the job ends ``failed`` with the reason (the traceback goes to the log) and
     notifies like any finished job."""
+    raise_if_transient(exc)  # the database, broker or object store: the task wrapper retries
     log.error("job %s failed", job_id, exc_info=exc)
     with session_scope(settings.database_url) as session:
         job = fail(session, str(job_id), f"{type(exc).__name__}: {exc}")

@@ -27,6 +27,7 @@ from shared.benchmarks.items import Dataset
 from shared.benchmarks.loaders import extract_archive, load_dataset
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
+from shared.faults import raise_if_transient
 from shared.jobs.store import now
 from shared.media.checks import check_media
 from shared.models import RobustModel
@@ -70,6 +71,7 @@ def robustify(settings: Settings, model_id: str) -> list[Message]:
     except Stopped:
         return []
     except Exception as exc:
+        raise_if_transient(exc)  # the task wrapper retries; the next attempt trains from the seed
         log.error("robust model %s failed", model_id, exc_info=exc)
         with session_scope(settings.database_url) as session:
             fail_robust_model(session, model_id, f"{type(exc).__name__}: {exc}")
