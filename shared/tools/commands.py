@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
 import sys
@@ -31,8 +32,16 @@ def worker(args: argparse.Namespace) -> int:
     return 0  # not reached: the process is the worker now
 
 
+def beat_schedule_path(redis_url: str) -> str:
+    """The beat's schedule file, one per broker: two stacks on one machine never share it."""
+    digest = hashlib.sha256(redis_url.encode()).hexdigest()[:16]
+    return str(Path(tempfile.gettempdir()) / f"smoothguard-beat-{digest}")
+
+
 def celery_arguments(args: argparse.Namespace) -> list[str]:
-    schedule = str(Path(tempfile.gettempdir()) / "smoothguard-beat-schedule")
+    from shared.config import get_settings
+
+    schedule = beat_schedule_path(get_settings().redis_url)
     queues = [q for q in args.queues if q != "beat"]
     if not queues:
         return ["beat", "-l", "info", "-s", schedule]

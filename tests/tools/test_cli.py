@@ -132,3 +132,21 @@ def test_synth_writes_pope_format(tmp_path, capsys):
 def test_unknown_model_is_a_clear_error(capsys, image_file, tmp_path):
     assert main(["defend", str(image_file), "--prompt", "x", "--model", str(tmp_path / "no-such-model")]) == 2
     assert "smoothguard: error:" in capsys.readouterr().err
+
+
+def test_each_broker_gets_its_own_beat_schedule_file(monkeypatch):
+    """Two stacks on one machine (two brokers) never share the sweeper's schedule file."""
+    import argparse
+
+    from shared.config import get_settings
+    from shared.tools.commands import beat_schedule_path, celery_arguments
+
+    a, b = beat_schedule_path("redis://127.0.0.1:6379/0"), beat_schedule_path("redis://127.0.0.1:6380/0")
+    assert a != b and beat_schedule_path("redis://127.0.0.1:6379/0") == a
+    monkeypatch.setenv("SMOOTHGUARD_REDIS_URL", "redis://127.0.0.1:6380/0")
+    get_settings.cache_clear()
+    try:
+        argv = celery_arguments(argparse.Namespace(queues=["cpu"], beat=True, concurrency=1))
+    finally:
+        get_settings.cache_clear()
+    assert argv[argv.index("-s") + 1] == b
