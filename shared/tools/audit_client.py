@@ -96,6 +96,10 @@ def table(summary: dict[str, Any], noise_space: str) -> str:
         f"{summary['n_items']} items ({summary['n_eligible']} clean-correct, over which ASR is counted); "
         f"noise space: {noise_space}; generations spent in all: {spent}"
     )
+    judged = ", ".join(summary.get("goal_attacks", attacks))
+    lines.append(
+        f"goal: for {judged}, committed ASR ≤ ⅓ and ASR ≤ ½ of the undefended ASR; clean accuracy at most 2 points lower"
+    )
     return "\n".join(lines)
 
 

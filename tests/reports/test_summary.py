@@ -112,12 +112,34 @@ def test_categories(summary):
     assert ("safety", "eot", 0.2) not in cells
 
 
+def goal_row(asr, committed, accuracy):
+    return {"asr": {"pgd": asr}, "committed_asr": {"pgd": committed}, "clean_accuracy": accuracy}
+
+
 def test_goal_flag_edges():
     base = {"asr": {"pgd": 0.6}, "clean_accuracy": 0.80}
-    assert meets_goal({"asr": {"pgd": 0.2}, "clean_accuracy": 0.78}, base, ["pgd"]) is True
-    assert meets_goal({"asr": {"pgd": 0.21}, "clean_accuracy": 0.80}, base, ["pgd"]) is False
-    assert meets_goal({"asr": {"pgd": 0.1}, "clean_accuracy": 0.77}, base, ["pgd"]) is False
-    assert meets_goal({"asr": {"pgd": None}, "clean_accuracy": 0.80}, base, ["pgd"]) is None
+    assert meets_goal(goal_row(0.3, 0.2, 0.78), base, ["pgd"]) is True  # strict ≤ ½, committed ≤ ⅓
+    assert meets_goal(goal_row(0.3, 0.21, 0.80), base, ["pgd"]) is False  # committed over ⅓
+    assert meets_goal(goal_row(0.31, 0.1, 0.80), base, ["pgd"]) is False  # strict over ½
+    assert meets_goal(goal_row(0.1, 0.1, 0.77), base, ["pgd"]) is False  # 3 points of clean accuracy
+    assert meets_goal(goal_row(None, None, 0.80), base, ["pgd"]) is None
+
+
+def test_the_goal_judges_l2_attacks_when_the_audit_has_them():
+    rows = [
+        r("a", "clean", None, correct=True),
+        r("a", "clean", 0.25, correct=True),
+        r("a", "pgd-l2", None, correct=False, attack_success=True, attack_norm="l2"),
+        r("a", "pgd-l2", 0.25, correct=True, attack_success=False, attack_norm="l2"),
+        r("a", "pgd-linf", None, correct=False, attack_success=True, attack_norm="linf"),
+        r("a", "pgd-linf", 0.25, correct=False, attack_success=True, attack_norm="linf"),
+    ]
+    summary = summarize(rows)
+    assert summary["goal_attacks"] == ["pgd-l2"]  # L∞ is reported, not judged
+    assert summary["headline"][1]["asr"]["pgd-linf"] == 1.0 and summary["headline"][1]["meets_goal"] is True
+    linf_only = [x for x in rows if x["variant"] != "pgd-l2"]
+    assert summarize(linf_only)["goal_attacks"] == ["pgd-linf"]  # the paper's setting is judged as it is
+    assert summarize(linf_only)["headline"][1]["meets_goal"] is False
 
 
 def test_open_items_retention_uses_score():

@@ -57,4 +57,4 @@ def test_table_prints_each_sigma_and_attack():
     lines = text.splitlines()
     assert lines[0].startswith("defense") and "ASR pgd (not abstained)" in lines[0] and "ASR eot" in lines[0]
     assert lines[2].startswith("undefended") and any(line.startswith("σ=0.1 ") for line in lines)
-    assert "noise space: pixel" in lines[-1]
+    assert "noise space: pixel" in lines[-2] and lines[-1].startswith("goal: for pgd")
