@@ -1,6 +1,7 @@
 """The GPU benchmark can't run its real shape here; its code path is smoke-tested at a tiny shape."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,21 @@ def test_attack_bench_runs_at_tiny_llava_shape():
     report = json.loads(out.stdout[out.stdout.index("{") :])
     assert report["items"] == 3 and report["pgd_batched_ms"] > 0 and report["pgd_one_at_a_time_ms"] > 0
     assert report["eot_batched_ms"] > 0 and report["batched_speedup"] > 0
+
+
+def test_l2_threat_model_bench_runs_small(tmp_path):
+    """bench_l2_asr end to end on the bundled models at a tiny budget: every group and goal reported."""
+    report = tmp_path / "l2.json"
+    argv = ["--items", "2", "--eps", "0.5", "--steps", "1", "--eot-samples", "1", "--num-samples", "4"]
+    subprocess.run(
+        [sys.executable, "bench/bench_l2_asr.py", *argv, "--json", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        env=os.environ | {"PYTHONPATH": "."},
+    )
+    results = json.loads(report.read_text())
+    assert results["items"] == 2 and "robust defended σ=0.25 eot-l2 ε=0.5 targeted" in results["results"]
+    assert all(r["n"] == 2 for r in results["results"].values())
+    assert {g["goal"] for g in results["goals"]} >= {"defended clean accuracy ≥ 97%", "defended clean abstain ≤ 5%"}
