@@ -84,7 +84,7 @@ def load_generator(model: str | None = None, backend: str | None = None, setting
 
 @lru_cache(maxsize=4)
 def _load_generator(backend: str, model: str, device: str, dtype: str, max_batch: int, offline: bool) -> Generator:
-    _prepare_hf(offline)
+    prepare_hf(offline)
     return _import(GENERATORS[backend])(model, device=device, dtype=dtype, max_batch_size=max_batch)
 
 
@@ -101,11 +101,11 @@ def load_embedder(spec: str | None = None, settings: Runtime | None = None) -> E
 
 @lru_cache(maxsize=4)
 def _load_embedder(backend: str, name: str, device: str, offline: bool) -> Embedder:
-    _prepare_hf(offline)
+    prepare_hf(offline)
     return _import(EMBEDDERS[backend])(name, device=device)
 
 
-def _prepare_hf(offline: bool) -> None:
+def prepare_hf(offline: bool) -> None:
     """No hub at run time when ``offline``; no per-load progress bars in service logs."""
     from transformers.utils import logging
 

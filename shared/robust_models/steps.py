@@ -92,6 +92,7 @@ def train_and_upload(
     from transformers import AutoModelForImageTextToText
 
     from shared.backends.hf_common import load_processor
+    from shared.backends.registry import prepare_hf
     from shared.backends.torch_device import resolve_device
     from shared.robustify import distil
     from shared.robustify.checkpoint import save_student
@@ -101,6 +102,7 @@ def train_and_upload(
     with tempfile.TemporaryDirectory() as tmp:
         data = training_data(spec, store, tenant, settings, Path(tmp) / "data")
         device = resolve_device(settings.device)
+        prepare_hf(settings.hf_offline)  # a hub id resolves to the local cache only, as for serving
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
         model.to(device)  # type: ignore[arg-type]
         processor = load_processor(source)
