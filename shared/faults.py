@@ -1,12 +1,12 @@
 """Faults of the infrastructure that retrying may cure, told apart from the input or model errors
-that end a job: the database, the broker or the object store unreachable, dropping the
-connection, or answering with a server error. Steps re-raise these (``raise_if_transient``) and
+that end a job: the database, Redis or the object store unreachable, dropping the connection, or
+answering with a server error (the broker's own errors, kombu's, are added by the task wrapper:
+only ``workers/celery_app.py`` imports Celery and kombu). Steps re-raise these (``raise_if_transient``) and
 the task wrapper retries them with backoff (``workers.celery_app.task``); anything else fails the
 job, audit or run with its reason."""
 
 from __future__ import annotations
 
-from kombu.exceptions import OperationalError as BrokerError
 from minio.error import S3Error, ServerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,7 +21,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     DatabaseError,  # connection refused or dropped, server shutting down, serialization failure
     InterfaceError,
     DisconnectionError,
-    BrokerError,
     RedisConnectionError,
     RedisTimeoutError,
     ObjectStoreConnectionError,  # urllib3: connection refused/reset, max retries exceeded

@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError as BrokerError
 
 from shared.config import Settings, get_settings
 from shared.faults import TRANSIENT_ERRORS
@@ -71,7 +72,7 @@ def worker_app() -> Celery:
 # a step that met a fault of the database, broker or object store is retried: 1 s, 2 s, 4 s, … up
 # to a minute apart, for about half an hour; a job still stuck after that is the sweeper's
 RETRY = {
-    "autoretry_for": TRANSIENT_ERRORS,
+    "autoretry_for": (*TRANSIENT_ERRORS, BrokerError),
     "retry_backoff": 1,
     "retry_backoff_max": 60,
     "retry_jitter": True,

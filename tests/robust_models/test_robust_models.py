@@ -170,7 +170,7 @@ def test_an_audio_model_is_refused_at_submit(audio_known, qwen_audio_path, keys,
 def test_a_worker_killed_mid_training_the_run_restarts_and_finishes(client, keys, spawn_worker, settings):
     key = keys["alpha"]
     first = spawn_worker(("gpu",))
-    run = submit(client, key, steps=25, batch=4, validation_items=0)
+    run = submit(client, key, steps=150, batch=4, validation_items=0)  # ≥ several seconds: killed mid-training
     wait_robust(client, key, run["id"], lambda b: b["progress"]["steps"] > 0)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
@@ -178,4 +178,4 @@ def test_a_worker_killed_mid_training_the_run_restarts_and_finishes(client, keys
     spawn_worker(("gpu",))
     body = wait_robust(client, key, run["id"], finished, timeout=300)
     assert body["status"] == "succeeded" and body["attempt"] == 2, body
-    assert body["record"]["steps"] == 25 and body["progress"]["steps"] == 25
+    assert body["record"]["steps"] == 150 and body["progress"]["steps"] == 150
