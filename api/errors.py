@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import Conflict, DomainError, Invalid, NotFound
+from shared.faults import TRANSIENT_ERRORS, is_transient
 
 PROBLEM = "application/problem+json"
 TITLES = {
@@ -27,6 +28,7 @@ TITLES = {
     503: "Service Unavailable",
 }
 log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
 STATUSES: dict[type[DomainError], int] = {Invalid: 422, NotFound: 404, Conflict: 409}
 
 
@@ -52,6 +54,19 @@ async def validation_problem(request: Request, exc: RequestValidationError) -> J
     return problem(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
+async def unavailable_problem(request: Request, exc: Exception) -> JSONResponse:
+    """The database, the queue or the object store is down or failing: 503 with ``Retry-After`` (a
+    request with an ``Idempotency-Key`` may be retried as is); anything else is a 500."""
+    if not is_transient(exc):
+        return await internal_problem(request, exc)
+    log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        503,
+        "a backing service (database, queue or object store) is unavailable; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
     """Anything unforeseen: a 500 problem+json (the traceback goes to the log, not the client)."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -62,4 +77,6 @@ def register(app: FastAPI) -> None:
     app.exception_handler(DomainError)(domain_problem)
     app.exception_handler(StarletteHTTPException)(http_problem)  # routing's 404/405 and body-parsing 400s too
     app.exception_handler(RequestValidationError)(validation_problem)
+    for kind in TRANSIENT_ERRORS:
+        app.exception_handler(kind)(unavailable_problem)
     app.exception_handler(Exception)(internal_problem)

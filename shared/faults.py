@@ -14,6 +14,11 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError
 from sqlalchemy.exc import OperationalError as DatabaseError
 from urllib3.exceptions import HTTPError as ObjectStoreConnectionError
 
+
+class QueueUnavailable(ConnectionError):
+    """The broker could not take a message (raised by the sender in place of kombu's error)."""
+
+
 # S3 error codes that mean "the server, not the request": try again
 S3_TRANSIENT_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
 

@@ -70,6 +70,13 @@ def after_submit(job: Job) -> list[Message]:
     return [Message(Step.SAMPLE_ROUND, (str(job.id), 0))]
 
 
+def after_replay(job: Job) -> list[Message]:
+    """A retried submit (same Idempotency-Key) of a job nothing has run yet: send its first round
+    again — the first request may have committed the job and then failed to enqueue it (a
+    duplicate message is harmless: the round is claimed once)."""
+    return after_submit(job) if job.status == "queued" and job.started_at is None else []
+
+
 def after_round(job: Job) -> list[Message]:
     """A round's samples are stored: vote on them."""
     return [Message(Step.AGGREGATE, (str(job.id),))]

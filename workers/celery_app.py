@@ -22,7 +22,7 @@ from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError as BrokerError
 
 from shared.config import Settings, get_settings
-from shared.faults import TRANSIENT_ERRORS
+from shared.faults import TRANSIENT_ERRORS, QueueUnavailable
 from shared.pipeline import Message, QueueName, Step
 
 TASK_MODULES = ("workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks")
@@ -59,8 +59,13 @@ class CelerySender:
         return cls(make_app(settings))
 
     def send(self, messages: Iterable[Message]) -> None:
-        for m in messages:
-            self.app.send_task(m.step.value, args=list(m.args), queue=m.step.queue.value, countdown=m.delay_s)
+        """``QueueUnavailable`` when the broker cannot take them (the caller's rows are committed:
+        a retry, or the sweeper, sends again)."""
+        try:
+            for m in messages:
+                self.app.send_task(m.step.value, args=list(m.args), queue=m.step.queue.value, countdown=m.delay_s)
+        except BrokerError as exc:
+            raise QueueUnavailable(f"the queue (Redis) is unavailable: {exc}") from exc
 
 
 @cache

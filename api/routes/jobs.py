@@ -213,6 +213,7 @@ def submit_job(
         session.commit()  # the row exists before the message is sent; a lost message is swept up
         queue.send(pipeline.after_submit(job))
     else:
+        queue.send(pipeline.after_replay(job))
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = "1"
