@@ -31,8 +31,8 @@ def test_a_safety_set_audited_with_refusal_aware_voting_and_the_llm_judge(
     client,
     keys,
     spawn_worker,
-    guard_path,
-    tmp_path,  # noqa: F811
+    guard_path,  # noqa: F811
+    tmp_path,
 ):
     key = keys["alpha"]
     archive = zipped(write_mm_safety(tmp_path / "mm", 2))
