@@ -121,7 +121,7 @@ def train_and_upload(
         result = record.to_dict() | {"source_validation": source_validation}
         (out / "training_info.json").write_text(json.dumps(info | {"record": result}, indent=2) + "\n")
         check_current(settings, model_id, attempt)
-        return result, upload(store, settings, model_id, out)
+        return result, upload(store, tenant, model_id, out)
 
 
 def save_checkpoint(save_student: Any, student: Any, source: str, out: Path) -> None:
@@ -160,17 +160,13 @@ def check_current(settings: Settings, model_id: str, attempt: int) -> None:
             raise Stopped
 
 
-def upload(store: ObjectStore, settings: Settings, model_id: str, folder: Path) -> dict[str, Any]:
+def upload(store: ObjectStore, tenant: str, model_id: str, folder: Path) -> dict[str, Any]:
     """Every file of the checkpoint to ``robust-models/<tenant>/<id>/``: name → key, bytes, sha256."""
-    with session_scope(settings.database_url) as session:
-        row = session.get(RobustModel, uuid.UUID(model_id))
-        assert row is not None
-        keys = {f.name: file_key(row, f.name) for f in sorted(folder.iterdir()) if f.is_file()}
     files = {}
-    for name, key in keys.items():
-        path = folder / name
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        key = file_key(tenant, model_id, path.name)
         store.put_file(key, str(path))
-        files[name] = {"key": key, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        files[path.name] = {"key": key, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
     return files
 
 
@@ -210,15 +206,9 @@ def archive_data(dataset: Dataset, validation_items: int, settings: Settings) ->
     for name in [*train, *held_images]:
         check_media((dataset.root / name).read_bytes(), settings)  # header-first bounds: no decompression bomb trains
     files = ImageFiles([dataset.root / name for name in train])
-    validation = [(files_image(dataset.root / i.image), i.prompt, str(i.label)) for i in held]
+    opened = ImageFiles([dataset.root / i.image for i in held]) if held else []
+    validation = [(opened[k], i.prompt, str(i.label)) for k, i in enumerate(held)]
     return TrainingData(files, _columns(validation))
-
-
-def files_image(path: Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def _columns(items: list[tuple[Any, str, str]]) -> tuple[list[Any], list[str], list[str]]:

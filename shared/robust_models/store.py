@@ -25,8 +25,8 @@ def spec_of(row: RobustModel) -> RobustifySpec:
     return RobustifySpec.model_validate(row.spec)
 
 
-def file_key(row: RobustModel, name: str) -> str:
-    return f"robust-models/{row.tenant_id}/{row.id}/{name}"
+def file_key(tenant_id: str, model_id: str, name: str) -> str:
+    return f"robust-models/{tenant_id}/{model_id}/{name}"
 
 
 def create_robust_model(session: Session, tenant_id: uuid.UUID, spec: RobustifySpec, model: str) -> RobustModel:
