@@ -1,19 +1,23 @@
-"""Webhook endpoints: register (the secret is shown once), list, rotate the secret, re-enable, delete."""
+"""Webhook endpoints: register (the secret is shown once), list, rotate the secret, re-enable, delete;
+webhook events: list (e.g. the exhausted ones), redeliver."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, SessionDep, SettingsDep
-from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookPublic, problems
+from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
+from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookEventPublic, WebhookPublic, problems
+from shared import pipeline
 from shared.errors import NotFound
-from shared.models import Tenant, WebhookEndpoint
-from shared.webhooks.endpoints import register_endpoint, rotate_secret
+from shared.models import Tenant, WebhookEndpoint, WebhookEvent
+from shared.webhooks.endpoints import check_redelivery, register_endpoint, rotate_secret
+from shared.webhooks.schedule import event_subject, tenant_events
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=COMMON_PROBLEMS)
 
@@ -80,3 +84,32 @@ def enable(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -
 def delete(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
     session.delete(own_endpoint(session, tenant, endpoint_id))
     return Response(status_code=204)
+
+
+@router.get("/events", response_model=list[WebhookEventPublic])
+def list_events(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    state: Literal["pending", "delivered", "exhausted", "failed", "skipped"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[WebhookEvent]:
+    """The tenant's webhook events, newest first; ``state=exhausted`` lists those whose every
+    scheduled attempt failed (redeliver them once the receiver is back)."""
+    return tenant_events(session, tenant.id, state, limit)
+
+
+@router.post(
+    "/events/{event_id}/redeliver",
+    status_code=202,
+    response_model=WebhookEventPublic,
+    responses=problems(_409="the endpoint is disabled or gone"),
+)
+def redeliver_event(event_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> WebhookEvent:
+    """Send the event again: a new series of attempts on the whole retry schedule, the same ``webhook-id``."""
+    event = session.get(WebhookEvent, event_id)
+    if event is None or event.tenant_id != tenant.id:
+        raise NotFound(f"no webhook event {event_id}")
+    subject = event_subject(session, event)
+    check_redelivery(session, subject)
+    queue.send([pipeline.webhook(subject)])
+    return event

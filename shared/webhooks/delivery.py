@@ -1,49 +1,51 @@
-"""Deliveries: the deliver step (one signed attempt, recorded, and the retry that follows), the
-event payload. The retry policy is ``shared.webhooks.policy``."""
+"""Deliveries: one attempt of an event's webhook (signed, POSTed to the checked address, recorded,
+settled on the event's schedule), and the event's payload. The schedule is
+``shared.webhooks.schedule``, the policy ``shared.webhooks.policy``."""
 
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import pipeline
 from shared.config import Settings
 from shared.db import session_scope
 from shared.errors import Invalid
 from shared.jobs.store import result_of
-from shared.models import Audit, Delivery, Job, WebhookEndpoint
-from shared.pipeline import Message
+from shared.models import Audit, Delivery, Job, WebhookEndpoint, WebhookEvent
+from shared.webhooks import transport
 from shared.webhooks.endpoints import active_secrets, endpoint_for
-from shared.webhooks.policy import Outcome, check_url, classify
+from shared.webhooks.policy import Outcome, Unresolved, classify
+from shared.webhooks.schedule import end, is_claimed, locked_event, settle, start_series
 from shared.webhooks.signing import headers
 
 Subject = TypeVar("Subject", Job, Audit)
 
 
-def deliver(settings: Settings, model: type[Subject], subject_id: str, retry: int) -> list[Message]:
-    """One signed attempt of a finished job's (or audit's) webhook, recorded; the retry the policy
-    asks for follows, after its backoff. ``retry`` counts attempts in this series (0 first); a
-    redelivery starts a new series."""
+def deliver(settings: Settings, model: type[Subject], subject_id: str, number: int) -> None:
+    """Attempt ``number`` of a finished job's (or audit's) webhook, at most once: under the event's
+    row lock, and only if it is the attempt the event claimed and has not recorded (a duplicate or
+    late message does nothing); 0 starts a new series (a redelivery). The POST, its record and its
+    settlement share one transaction: a worker that dies mid-attempt records nothing, and the
+    schedule's next attempt comes due."""
     with session_scope(settings.database_url) as session:
         subject = session.get(model, uuid.UUID(subject_id))
         if subject is None or subject.finished_at is None or not subject.callback_url:
-            return []
+            return
+        event, now = locked_event(session, settings, subject), datetime.now(UTC)
+        number = number or start_series(event, settings, now)
+        if not is_claimed(session, event, number):
+            return
         endpoint = endpoint_for(session, subject.tenant_id, subject.callback_url)
-        column = Delivery.audit_id if isinstance(subject, Audit) else Delivery.job_id
-        number = (session.scalar(select(func.count(Delivery.id)).where(column == subject.id)) or 0) + 1
         if endpoint is None or not endpoint.enabled:
-            record_skipped(session, subject, endpoint, number)
-            return []
-        outcome = attempt(session, settings, subject, endpoint, number, retry, random.Random())
-        return pipeline.after_attempt(subject, retry, outcome)
+            record_skipped(session, subject, endpoint, event, number)
+            return
+        settle(event, attempt(session, settings, subject, endpoint, number), settings, datetime.now(UTC))
 
 
 def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
@@ -86,37 +88,32 @@ def owner(subject: Job | Audit) -> dict[str, Any]:
     return {"audit_id": subject.id} if isinstance(subject, Audit) else {"job_id": subject.id}
 
 
-def attempt(
-    session: Session,
-    s: Settings,
-    job: Job | Audit,
-    endpoint: WebhookEndpoint,
-    number: int,
-    retry: int,
-    rng: random.Random,
-) -> Outcome:
-    """POST once, record it as attempt ``number`` of the job (or audit), apply 410 → disabled. ``retry`` is
-    the attempt's place in its series (the backoff and the attempt cap count it)."""
+def attempt(session: Session, s: Settings, subject: Job | Audit, endpoint: WebhookEndpoint, number: int) -> Outcome:
+    """POST once and record it as attempt ``number``, whatever happened (a refused or malformed URL,
+    DNS, TLS, a timeout: the error is the record); 410 disables the endpoint."""
     now = datetime.now(UTC)
-    body = json.dumps(payload(job, s.public_url), separators=(",", ":")).encode()
-    msg = message_id(job)
-    status, error, retry_after, refused, started = None, None, None, False, time.perf_counter()
+    body = json.dumps(payload(subject, s.public_url), separators=(",", ":")).encode()
+    msg = message_id(subject)
+    status, error, retry_after, started = None, None, None, time.perf_counter()
+    refused: Outcome | None = None
     try:
-        check_url(endpoint.url, s.allowed_callback_hosts())  # again: DNS may have changed since registration
-    except Invalid as exc:  # a refused address is not retried
-        error, refused = str(exc), True
-    else:
-        try:
-            hdrs = headers(active_secrets(endpoint, now), msg, int(now.timestamp()), body)
-            response = httpx.post(endpoint.url, content=body, headers=hdrs, timeout=s.webhook_timeout_s)
-            status, retry_after = response.status_code, response.headers.get("retry-after")
-        except httpx.HTTPError as exc:  # timeouts and connection errors: retried
-            error = f"{type(exc).__name__}: {exc}"
-    outcome = Outcome(delivered=False, retry=False) if refused else classify(status, retry, rng, retry_after)
+        response = transport.post(
+            endpoint.url,
+            body,
+            headers(active_secrets(endpoint, now), msg, int(now.timestamp()), body),
+            timeout_s=s.webhook_timeout_s,
+            allowlist=s.allowed_callback_hosts(),
+        )
+        status, retry_after = response.status_code, response.headers.get("retry-after")
+    except (Invalid, httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:  # refused, malformed: not retried
+        error, refused = f"{type(exc).__name__}: {exc}", Outcome(delivered=False, retry=False)
+    except (Unresolved, httpx.HTTPError) as exc:  # DNS, connection, TLS, timeout: retried
+        error = f"{type(exc).__name__}: {exc}"
+    outcome = refused or classify(status, retry_after, now)
     session.add(
         Delivery(
             endpoint_id=endpoint.id,
-            **owner(job),
+            **owner(subject),
             message_id=msg,
             attempt=number,
             attempted_at=now,
@@ -130,17 +127,22 @@ def attempt(
     return outcome
 
 
-def record_skipped(session: Session, job: Job | Audit, endpoint: WebhookEndpoint | None, number: int) -> None:
-    """A delivery that could not be attempted (endpoint deleted or disabled), recorded as such."""
+def record_skipped(
+    session: Session, subject: Job | Audit, endpoint: WebhookEndpoint | None, event: WebhookEvent, number: int
+) -> None:
+    """An attempt that could not be made (endpoint deleted or disabled) ends the event ``skipped``
+    (a redelivery once the endpoint is back starts again); recorded when the endpoint still exists."""
+    now = datetime.now(UTC)
+    end(event, "skipped", now)
     if endpoint is None:
         return  # deliveries belong to an endpoint; a deleted one leaves nothing to record against
     session.add(
         Delivery(
             endpoint_id=endpoint.id,
-            **owner(job),
-            message_id=message_id(job),
+            **owner(subject),
+            message_id=message_id(subject),
             attempt=number,
-            attempted_at=datetime.now(UTC),
+            attempted_at=now,
             error=f"endpoint disabled: {endpoint.disabled_reason}",
         )
     )

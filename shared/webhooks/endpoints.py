@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.errors import Conflict, Invalid
-from shared.models import Job, WebhookEndpoint
+from shared.models import Audit, Job, WebhookEndpoint
 from shared.webhooks.policy import check_url
 from shared.webhooks.signing import new_secret
 
@@ -68,11 +68,12 @@ def check_callback(session: Session, tenant_id: uuid.UUID, url: str | None) -> N
         raise Invalid(reason)
 
 
-def check_redelivery(session: Session, job: Job) -> None:
-    """A job's webhook can be sent again once it finished, to a callback that is still enabled."""
-    if job.finished_at is None:
-        raise Conflict(f"job {job.id} has not finished; its webhook is sent when it does")
-    if not job.callback_url:
-        raise Conflict(f"job {job.id} has no callback_url")
-    if reason := callback_refusal(session, job.tenant_id, job.callback_url):
+def check_redelivery(session: Session, subject: Job | Audit) -> None:
+    """A job's (audit's) webhook can be sent again once it finished, to a callback that is still enabled."""
+    kind = "audit" if isinstance(subject, Audit) else "job"
+    if subject.finished_at is None:
+        raise Conflict(f"{kind} {subject.id} has not finished; its webhook is sent when it does")
+    if not subject.callback_url:
+        raise Conflict(f"{kind} {subject.id} has no callback_url")
+    if reason := callback_refusal(session, subject.tenant_id, subject.callback_url):
         raise Conflict(reason)

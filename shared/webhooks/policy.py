@@ -1,48 +1,67 @@
-"""Delivery policy: which callback URLs are allowed, and what follows an attempt (retry with
-backoff, stop, disable the endpoint)."""
+"""Delivery policy: which callback addresses may be called, what follows an attempt (delivered,
+retried, given up, endpoint disabled), and when the next attempt is due."""
 
 from __future__ import annotations
 
 import ipaddress
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
 from shared.errors import Invalid
 
-MAX_ATTEMPTS = 8
+Resolver = Callable[[str, int], list[str]]  # host, port → its addresses
+
+
+class Unresolved(Exception):
+    """The callback host does not resolve now (DNS may come back: the attempt is retried)."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What to do after an attempt: retry (after ``delay_s``), stop, and whether to disable the endpoint."""
+    """What follows an attempt: delivered, retried (not before ``retry_after_s`` when the receiver
+    said so), given up, and whether to disable the endpoint."""
 
     delivered: bool
     retry: bool
-    delay_s: float = 0.0
     disable: bool = False
+    retry_after_s: float | None = None
 
 
-def backoff(attempt: int, rng: random.Random, base: float = 2.0, cap: float = 3600.0) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)]."""
-    return rng.uniform(0, min(cap, base * 2**attempt))
-
-
-def classify(status: int | None, attempt: int, rng: random.Random, retry_after: str | None = None) -> Outcome:
-    """``status`` None means a timeout or connection error. Retry timeouts, 5xx and 429 (honouring
-    ``Retry-After`` seconds); never other 4xx; 410 Gone disables the endpoint."""
+def classify(status: int | None, retry_after: str | None = None, now: datetime | None = None) -> Outcome:
+    """``status`` None means a timeout, connection or TLS error. Retry those, 5xx and 429 (honouring
+    ``Retry-After``, seconds or an HTTP date); never other 4xx; 410 Gone disables the endpoint."""
     if status is not None and 200 <= status < 300:
         return Outcome(delivered=True, retry=False)
     if status == 410:
         return Outcome(delivered=False, retry=False, disable=True)
-    retryable = status is None or status >= 500 or status == 429
-    if not retryable or attempt + 1 >= MAX_ATTEMPTS:
+    if status is not None and status < 500 and status != 429:
         return Outcome(delivered=False, retry=False)
-    delay = backoff(attempt, rng)
-    if status == 429 and retry_after and retry_after.isdigit():
-        delay = max(delay, float(retry_after))
-    return Outcome(delivered=False, retry=True, delay_s=delay)
+    return Outcome(delivered=False, retry=True, retry_after_s=retry_after_seconds(retry_after, now))
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds from now; None when absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds()) if when.tzinfo else None
+
+
+def retry_delay(delays: list[float], retry: int, jitter: float, rng: random.Random) -> float:
+    """Seconds from attempt ``retry`` of a series (0: the first) to the next: the schedule's step,
+    scaled by a uniform factor in [1 - jitter, 1 + jitter] (receivers coming back are not hit by
+    every event at once)."""
+    return delays[retry] * rng.uniform(1 - jitter, 1 + jitter)
 
 
 def check_url(url: str, allowlist: set[str] | frozenset[str] = frozenset()) -> None:
@@ -54,17 +73,37 @@ def check_url(url: str, allowlist: set[str] | frozenset[str] = frozenset()) -> N
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise Invalid("callback URL must be http(s) with a host")
     if parsed.hostname in allowlist:
-        return
+        return  # resolved when called (an internal name may not resolve yet)
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
+        callable_addresses(parsed.hostname, parsed.port or 443, allowlist)
+    except Unresolved as exc:
+        raise Invalid(str(exc)) from exc
+
+
+def callable_addresses(
+    host: str, port: int, allowlist: set[str] | frozenset[str], resolver: Resolver | None = None
+) -> list[str]:
+    """The addresses ``host`` resolves to (one lookup), all of them public unless the host is
+    allowlisted; ``Invalid`` when one is not (DNS rebinding answers differently on the next lookup,
+    so the caller connects to one of these, never to the name)."""
+    try:
+        addresses = (resolver or resolve)(host, port)
     except socket.gaierror as exc:
-        raise Invalid(f"callback host {parsed.hostname!r} does not resolve") from exc
+        raise Unresolved(f"callback host {host!r} does not resolve") from exc
     except UnicodeError as exc:
-        raise Invalid(f"callback host {parsed.hostname!r} is not a valid host name") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if not is_public(ip):
-            raise Invalid(f"callback URL resolves to a non-public address ({ip}); allowlist it to use it")
+        raise Invalid(f"callback host {host!r} is not a valid host name") from exc
+    if host not in allowlist:
+        for address in addresses:
+            if not is_public(ipaddress.ip_address(address)):
+                raise Invalid(f"callback URL resolves to a non-public address ({address}); allowlist it to use it")
+    if not addresses:
+        raise Unresolved(f"callback host {host!r} has no address")
+    return addresses
+
+
+def resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 # Cloud metadata services and protocol ranges that some providers answer on, though

@@ -118,6 +118,15 @@ def _wait_deliveries(client, key, job_id, count, timeout=30):
 
 
 @pytest.fixture()
+def worker(spawn_worker):
+    """gpu, cpu and webhooks queues and the beat, which sends the due retries (scaled schedule)."""
+    return spawn_worker(("gpu", "cpu", "webhooks", "beat"), **FAST_RETRIES)
+
+
+FAST_RETRIES = {"SMOOTHGUARD_WEBHOOK_RETRY_SCHEDULE_S": "0.2,0.4,0.8", "SMOOTHGUARD_WEBHOOK_POLL_S": "0.2"}
+
+
+@pytest.fixture()
 def receiver():
     from shared.tools.receiver import Receiver
 

@@ -2,11 +2,13 @@ import base64
 import hashlib
 import hmac
 import random
+from datetime import UTC, datetime
 
 import pytest
 
+from shared.config import Settings
 from shared.errors import Invalid
-from shared.webhooks.policy import MAX_ATTEMPTS, check_url, classify
+from shared.webhooks.policy import check_url, classify, retry_delay
 from shared.webhooks.signing import headers, new_secret, sign, verify
 
 BODY = b'{"type":"job.succeeded","job_id":"j1"}'
@@ -30,16 +32,24 @@ def test_rotation_sends_both_signatures_and_either_secret_verifies():
 
 
 def test_retry_policy():
-    rng = random.Random(0)
-    assert classify(200, 0, rng).delivered
-    assert classify(None, 0, rng).retry and classify(503, 0, rng).retry
-    assert not classify(400, 0, rng).retry and not classify(404, 0, rng).retry
-    gone = classify(410, 0, rng)
+    assert classify(200).delivered
+    assert classify(None).retry and classify(503).retry and classify(429).retry
+    assert not classify(400).retry and not classify(404).retry
+    gone = classify(410)
     assert gone.disable and not gone.retry
-    assert classify(429, 0, rng, retry_after="120").delay_s >= 120
-    assert not classify(500, MAX_ATTEMPTS - 1, rng).retry
-    delays = [classify(500, a, random.Random(a)).delay_s for a in range(5)]
-    assert all(0 <= d <= 2.0 * 2**a for a, d in enumerate(delays))
+    assert classify(429, retry_after="120").retry_after_s == 120
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert classify(503, "Thu, 01 Jan 2026 00:02:00 GMT", now).retry_after_s == 120  # an HTTP date
+    assert classify(503, "soon").retry_after_s is None
+
+
+def test_retry_delays_follow_the_schedule_with_jitter():
+    delays, rng = [5.0, 300.0, 1800.0], random.Random(0)
+    for retry, step in enumerate(delays):
+        drawn = [retry_delay(delays, retry, 0.2, rng) for _ in range(200)]
+        assert 0.8 * step <= min(drawn) < 0.85 * step and 1.15 * step < max(drawn) <= 1.2 * step
+    assert Settings().webhook_retry_delays() == [5, 300, 1800, 7200, 18000, 36000, 36000]  # Svix's, 8 attempts ~27 h
+    assert Settings(webhook_retry_schedule_s="").webhook_retry_delays() == []  # no retries
 
 
 def test_private_callback_urls_are_refused_unless_allowlisted():
