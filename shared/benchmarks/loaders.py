@@ -41,25 +41,44 @@ def read_jsonl(path: Path) -> list[Line]:
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     out = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: malformed JSON ({exc.msg})") from exc
+            obj = parse_json(line, f"{path}:{number}")
             if not isinstance(obj, dict):
                 raise DatasetError(f"{path}:{number}: expected a JSON object")
             out.append((path, number, obj))
     return out
 
 
+def parse_json(data: bytes, where: str) -> Any:
+    """One JSON value; invalid UTF-8, malformed or too deeply nested JSON is a :class:`DatasetError`."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{where}: not UTF-8 (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{where}: malformed JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{where}: JSON nested too deeply") from exc
+
+
 def _field(line: Line, name: str) -> Any:
+    """A field's value: ``question_id`` a string or an integer, any other field a JSON scalar."""
     path, number, obj = line
     if name not in obj:
         raise DatasetError(f"{path}:{number}: missing field {name!r}")
-    return obj[name]
+    value, types = obj[name], (str, int) if name == "question_id" else (str, int, float, bool)
+    if not isinstance(value, types) or (name == "question_id" and isinstance(value, bool)):
+        raise DatasetError(f"{path}:{number}: field {name!r} is a {type(value).__name__}, not a {_names(types)}")
+    return value
+
+
+def _names(types: tuple[type, ...]) -> str:
+    return " or ".join(
+        dict.fromkeys({str: "string", int: "number", float: "number", bool: "boolean"}[t] for t in types)
+    )
 
 
 class _ImageFinder:
@@ -208,19 +227,18 @@ def _select_scenarios(paths: list[Path], scenarios: Iterable[str] | None, folder
 
 
 def _read_scenario(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from exc
+    data = parse_json(path.read_bytes(), str(path))
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise DatasetError(f"{path}: expected an object of question objects keyed by id")
-    return sorted(data.items(), key=lambda kv: (int(kv[0]) if kv[0].isdigit() else 1 << 62, kv[0]))
+    return sorted(data.items(), key=lambda kv: (int(kv[0]) if kv[0].isascii() and kv[0].isdigit() else 1 << 62, kv[0]))
 
 
 def _safety_item(root: Path, path: Path, qid: str, record: dict[str, Any], variant: str) -> Item:
     field = MM_SAFETY_VARIANTS[variant]
     if field not in record:
         raise DatasetError(f"{path}: question {qid!r} has no {field!r}")
+    if "/" in qid or "\\" in qid or qid in ("", ".", ".."):
+        raise DatasetError(f"{path}: question id {qid!r} cannot name an image file")
     image = f"imgs/{path.stem}/{variant}/{qid}.jpg"
     if not (root / image).is_file():
         raise DatasetError(f"{path}: question {qid!r}: image {image} not found under {root}")

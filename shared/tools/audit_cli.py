@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import get_settings
-from shared.tools.audit_client import check, client, download, follow, submit, table
+from shared.tools.audit_client import check, client, download, follow, submit, table, upload_dataset
 from shared.tools.cli import AUDIT_DEFENSE_FLAGS
 
 
@@ -51,13 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "submit":
         archive = None
         if args.archive:
-            files = {
-                "file": (
-                    Path(args.archive).name + (".zip" if Path(args.archive).is_dir() else ""),
-                    archive_bytes(Path(args.archive)),
-                )
-            }
-            archive = check(api.post("/v1/datasets", files=files, data={"format": args.dataset})).json()["id"]
+            path = Path(args.archive)
+            name = path.name + (".zip" if path.is_dir() else "")
+            archive = upload_dataset(api, name, archive_bytes(path), args.dataset)["sha256"]
         audit = submit(api, spec_from_args(args, archive))
         print(audit["id"], flush=True)
         return finish(api, audit["id"]) if args.wait else 0

@@ -28,6 +28,24 @@ def check(response: httpx.Response) -> httpx.Response:
     return response
 
 
+def upload_dataset(
+    api: httpx.Client, name: str, data: bytes, fmt: str, timeout: float = 600, poll_s: float = 0.5
+) -> dict[str, Any]:
+    """Upload a benchmark archive and wait for the server's check: the ``ready`` dataset (its
+    ``sha256`` is what an audit's ``dataset.archive`` names); ``RuntimeError`` with the reason
+    when it is invalid."""
+    dataset = check(api.post("/v1/datasets", files={"file": (name, data)}, data={"format": fmt})).json()
+    deadline = time.monotonic() + timeout
+    while dataset["status"] == "validating":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"dataset {dataset['id']} is still being checked after {timeout:g} s")
+        time.sleep(poll_s)
+        dataset = check(api.get(f"/v1/datasets/{dataset['id']}")).json()
+    if dataset["status"] != "ready":
+        raise RuntimeError(f"dataset {dataset['id']} is {dataset['status']}: {dataset['error']}")
+    return dataset
+
+
 def submit(api: httpx.Client, spec: dict[str, Any]) -> dict[str, Any]:
     return check(api.post("/v1/audits", json=spec)).json()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from shared.benchmarks.archives import HEAD_BYTES, Limits, archive_kind
 from shared.benchmarks.items import DatasetError
 from shared.benchmarks.loaders import extract_archive, load_dataset, synthetic
 from shared.benchmarks.shapes import read_questions
@@ -292,3 +293,99 @@ def test_loaders_stay_light_for_the_api_process():
     code = "import sys, shared.benchmarks.loaders; print([m for m in ('torch', 'sklearn') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+SMALL = Limits(max_bytes=8 * 2**20, max_members=50, max_line_bytes=2**16, max_json_bytes=2 * 2**20)
+
+
+def _zeros_zip(name: str, size: int) -> bytes:
+    """A deflated member of ``size`` zero bytes (a bomb: ~1000× smaller than it unpacks)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w") as out:
+        for _ in range(size // 2**20):
+            out.write(bytes(2**20))
+    return buf.getvalue()
+
+
+def _zeros_tar_gz(name: str, size: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        tf.addfile(info, io.BytesIO(bytes(size)))
+    return buf.getvalue()
+
+
+def test_a_bomb_stops_at_the_byte_cap_while_it_is_written_and_leaves_nothing(tmp_path):
+    for data in (_zeros_zip("set/zeros.bin", 64 * 2**20), _zeros_tar_gz("set/zeros.bin", 64 * 2**20)):
+        assert len(data) < 2**20
+        dest = tmp_path / "dest"
+        with pytest.raises(DatasetError, match=f"more than {SMALL.max_bytes} bytes"):
+            extract_archive(data, dest, SMALL)
+        assert not dest.exists()
+
+
+def test_too_many_members_are_refused_before_they_are_written(tmp_path):
+    files = {f"set/{n}.txt": b"" for n in range(SMALL.max_members + 1)}
+    for data in (_zip(files), _tar(list(files.items()))):
+        with pytest.raises(DatasetError, match=f"more than {SMALL.max_members} members"):
+            extract_archive(data, tmp_path / "d", SMALL)
+        assert not (tmp_path / "d").exists()
+
+
+def test_json_lines_and_files_are_capped_while_written(tmp_path):
+    long_line = b'{"text": "' + b"a" * SMALL.max_line_bytes + b'"}\n'
+    for text in (b'{"a": 1}\n' + long_line, b"a" * (3 * 2**19)):  # the second: no newline in a whole chunk
+        with pytest.raises(DatasetError, match="a line over"):
+            extract_archive(_zip({"set/q.jsonl": text}), tmp_path / "a", SMALL)
+    many_lines = b'{"a": 1}\n' * (SMALL.max_json_bytes // 9 + 1)
+    with pytest.raises(DatasetError, match="the limit for a JSON file"):
+        extract_archive(_zip({"set/q.json": many_lines}), tmp_path / "b", SMALL)
+    # a line split across the copy's chunks is measured whole; lines at the cap pass
+    ok = (b"b" * (SMALL.max_line_bytes - 1) + b"\n") * 20
+    root = extract_archive(_zip({"set/q.jsonl": ok, "set/big.png": b"a" * 3 * 2**20}), tmp_path / "c", SMALL)
+    assert (root / "q.jsonl").read_bytes() == ok
+
+
+def test_a_huge_tar_header_is_refused_without_reading_it(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("set/x.txt")
+        info.pax_headers = {"comment": "c" * (SMALL.max_json_bytes + 10)}
+        tf.addfile(info, io.BytesIO(b""))
+    with pytest.raises(DatasetError, match="header"):
+        extract_archive(buf.getvalue(), tmp_path / "d", SMALL)
+
+
+def test_archive_kind_by_first_bytes():
+    assert archive_kind(_zip({"a": b"x"})[:HEAD_BYTES]) == "zip"
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tf:
+        tf.addfile(tarfile.TarInfo("a"), io.BytesIO(b""))
+    assert archive_kind(plain.getvalue()[:HEAD_BYTES]) == "tar"
+    assert archive_kind(_tar([("a", b"x")])[:HEAD_BYTES]) == "gzip"
+    assert archive_kind(_zeros_tar_gz("a", 10)[:HEAD_BYTES]) == "gzip"
+    assert archive_kind(b"plain bytes") is None and archive_kind(b"") is None
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"question_id": 1, "image": "a.jpg", "text": "\xff\xfe", "label": "yes"}', "not UTF-8"),
+        (b'{"question_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"question_id": [1, 2], "image": "a.jpg", "text": "q", "label": "yes"}', "'question_id' is a list"),
+        (b'{"question_id": 1, "image": {"a": 1}, "text": "q", "label": "yes"}', "'image' is a dict"),
+    ],
+)
+def test_bad_pope_lines_are_dataset_errors_naming_the_line(tmp_path, line, reason):
+    _jpeg(tmp_path / "a.jpg")
+    (tmp_path / "coco_pope_random.json").write_bytes(b"\n" + line + b"\n")
+    with pytest.raises(DatasetError, match=rf"coco_pope_random.json:2: .*{reason}"):
+        load_dataset("pope", tmp_path)
+
+
+def test_a_list_valued_question_id_in_llava_bench_is_a_dataset_error(tmp_path):
+    root = write_llava_bench(tmp_path / "lb")
+    (root / "answers_gpt4.jsonl").write_text('{"question_id": [0], "text": "x"}\n')
+    with pytest.raises(DatasetError, match="'question_id' is a list"):
+        load_dataset("llava-bench", root)

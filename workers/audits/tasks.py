@@ -3,7 +3,7 @@ write the report. The attacks run on the GPU queue, the defense as ordinary jobs
 
 from __future__ import annotations
 
-from shared.audits import steps
+from shared.audits import datasets, steps
 from shared.config import get_settings
 from shared.pipeline import Step
 from workers.celery_app import send, task
@@ -27,3 +27,8 @@ def progress(audit_id: str) -> None:
 @task(Step.REPORT)
 def report(audit_id: str) -> None:
     send(steps.report(get_settings(), audit_id))
+
+
+@task(Step.CHECK_DATASET)
+def check_dataset(dataset_id: str) -> None:
+    send(datasets.check_dataset(get_settings(), dataset_id))
