@@ -1,6 +1,7 @@
-"""The one place errors become RFC 9457 problem+json: the domain's (``shared.errors``) by kind,
-Starlette's HTTP errors (routing's 404/405, body parsing's 400, the API's own 401/415/422) and
-request validation's 422."""
+"""The one place errors become RFC 9457 problem+json: the domain's (``shared.errors``) by kind
+(``shared.quotas.OverLimit``, a rate limit or quota used up: 429 with ``Retry-After``), Starlette's
+HTTP errors (routing's 404/405, body parsing's 400, the API's own 401/415/422) and request
+validation's 422."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.faults import TRANSIENT_ERRORS, is_transient
+from shared.quotas import OverLimit
 
 PROBLEM = "application/problem+json"
 TITLES = {
@@ -24,12 +26,13 @@ TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
-STATUSES: dict[type[DomainError], int] = {Invalid: 422, NotFound: 404, Conflict: 409}
+STATUSES: dict[type[DomainError], int] = {Invalid: 422, NotFound: 404, Conflict: 409, OverLimit: 429}
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -43,7 +46,9 @@ def status_of(exc: DomainError) -> int:
 
 
 async def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
-    return problem(status_of(exc), str(exc))
+    """A rate limit or quota used up (``OverLimit``) says when to retry (``Retry-After``, seconds)."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverLimit) else None
+    return problem(status_of(exc), str(exc), headers=headers)
 
 
 async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -12,7 +12,8 @@ from pydantic.json_schema import models_json_schema
 
 from api import errors
 from api.body_limit import BodyLimit, limit_for
-from api.routes import audits, jobs, media, ops, robust_models, webhooks
+from api.rate_limit import RateLimits
+from api.routes import admin, audits, jobs, media, ops, robust_models, webhooks
 from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
 from shared.storage import ObjectStore
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.store = ObjectStore.from_settings(app.state.settings)
     app.state.queue = CelerySender.from_settings(app.state.settings)
+    app.state.rate_limits = RateLimits(app.state.settings)
     app.state.metrics, latency = ops.metrics_registry(app.state.settings)
     routers = (
         jobs.router,
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         robust_models.router,
         webhooks.router,
         ops.router,
+        admin.router,
     )
     for router in routers:
         app.include_router(router)

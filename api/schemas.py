@@ -34,6 +34,7 @@ COMMON_PROBLEMS = problems(
     _401="missing or invalid API key",
     _404="no such resource for this tenant",
     _422="invalid input",
+    _429="rate limit or quota used up (Retry-After)",
 )
 
 
@@ -125,6 +126,23 @@ class WebhookPublic(BaseModel):
     secret: str | None = Field(None, description="whsec_… — shown only when created or rotated")
 
 
+class WebhookEventPublic(BaseModel):
+    """A job's or audit's webhook and its schedule; its attempts are the job's (audit's) deliveries."""
+
+    id: UUID
+    job_id: UUID | None = None
+    audit_id: UUID | None = None
+    state: Literal["pending", "delivered", "exhausted", "failed", "skipped"] = Field(
+        description="pending (next attempt due at next_attempt_at), delivered, exhausted (every scheduled "
+        "attempt failed), failed (the receiver refused it: a 4xx, 410, or a refused/malformed URL), skipped "
+        "(endpoint disabled or deleted); redeliver with POST /v1/webhooks/events/{id}/redeliver"
+    )
+    attempts: int = Field(description="the number of the last attempt claimed, every series counted")
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
 class DeliveryPublic(BaseModel):
     id: UUID
     endpoint_id: UUID
@@ -170,10 +188,21 @@ class AuditPage(BaseModel):
 
 
 class DatasetPublic(BaseModel):
-    id: str = Field(description="sha256 of the archive: name it as dataset.archive in POST /v1/audits")
+    id: UUID
+    sha256: str = Field(description="the archive's sha256: name it as dataset.archive (with this format) in an audit")
     format: str
-    items: int
+    status: Literal["validating", "ready", "invalid"] = Field(description="audits accept ready datasets only")
+    items: int | None = Field(None, description="the set's items, once ready")
     size_bytes: int
+    error: str | None = Field(None, description="why it is invalid")
+    created_at: datetime
+    checked_at: datetime | None = None
+    links: dict[str, str]
+
+
+class DatasetPage(BaseModel):
+    items: list[DatasetPublic]
+    next_cursor: str | None = None
 
 
 class RobustModelProgress(BaseModel):

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     max_audio_seconds: float = 60.0
     max_audit_items: int = 5000  # items per audit (each fans out to variants × σ defense jobs)
     max_dataset_bytes: int = 512 * 2**20  # an uploaded benchmark archive
+    # what a dataset archive may unpack to, counted while it is written (the headers' sizes are not trusted)
+    max_dataset_extracted_bytes: int = 2 * 2**30  # all members together
+    max_dataset_members: int = 100_000  # files and folders
+    max_dataset_line_bytes: int = 2**20  # one line of a .json/.jsonl file
+    max_dataset_json_bytes: int = 16 * 2**20  # one .json/.jsonl file (the loaders read it whole)
     max_robustify_minutes: float = 45.0  # a robustify run's training cap (below the broker's visibility timeout)
     max_num_samples: int = 256  # noisy candidates per job (the adaptive budget)
     max_new_tokens: int = 1024
@@ -52,14 +57,34 @@ class Settings(BaseSettings):
     api_key: str = ""  # the key `smoothguard audit` sends
     webhook_allowlist: str = ""  # comma-separated callback hosts allowed although private/loopback
     webhook_timeout_s: float = 10.0
+    # delays before each retry after a webhook's first attempt (Standard Webhooks / Svix: 8 attempts over ~27 h)
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_jitter: float = 0.2  # each retry delay is scaled by a uniform factor in [1 - jitter, 1 + jitter]
+    webhook_poll_s: float = 5.0  # how often the beat sends the webhook attempts that are due
+    webhook_attempt_lease_s: float = 300.0  # a claimed attempt not made in this time is sent again (message lost)
+    webhook_retry_after_cap_s: float = 86400.0  # a receiver's Retry-After pushes the next attempt at most this far
     broker_visibility_timeout_s: float = 3600.0  # an unacked task of a dead worker is redelivered after this
-    sweep_interval_s: float = 60.0  # how often the sweeper looks for jobs whose message was lost
-    stale_after_s: float = 900.0  # an unfinished job untouched this long is re-enqueued by the sweeper
+    sweep_interval_s: float = 15.0  # how often the sweeper looks for lost work (dead workers' claims, lost messages)
+    stale_after_s: float = 900.0  # dispatched, unclaimed and untouched this long: its message was lost; re-sent
+    worker_heartbeat_s: float = 5.0  # how often a worker writes that it is alive
+    worker_timeout_s: float = 30.0  # a worker silent this long is dead: the sweeper re-sends what it had claimed
+    tenant_max_dispatched: int = 8  # a tenant's jobs on the GPU queue at once; the rest wait in the database
+    dispatch_interval_s: float = 2.0  # how often waiting jobs are dispatched when no finish or submit did it
+    rate_limit: str = "600/minute"  # requests per API key, counted in Redis across API replicas ("" or "0": none)
+    rate_limit_unauthenticated: str = "60/minute"  # per client address, requests without a valid key ("": none)
+    max_jobs_in_flight: int = 10000  # a tenant's unfinished jobs (its audits' defense jobs aside); 0: no quota
+    max_audits_in_flight: int = 4  # a tenant's unfinished audits; 0: no quota
+    max_robust_models_in_flight: int = 2  # a tenant's unfinished robustify runs; 0: no quota
+    admin_token: str = ""  # bearer token of the /v1/admin routes; unset: those routes answer 404
 
     def model_ids(self) -> list[str]:
         """The models jobs may name: the default first, then ``known_models``."""
         extra = [m.strip() for m in self.known_models.split(",") if m.strip()]
         return list(dict.fromkeys([self.model, *extra]))
+
+    def webhook_retry_delays(self) -> list[float]:
+        """Seconds before each retry of a webhook (the first attempt is immediate; none: no retries)."""
+        return [float(d) for d in self.webhook_retry_schedule_s.split(",") if d.strip()]
 
     def allowed_callback_hosts(self) -> frozenset[str]:
         return frozenset(h.strip() for h in self.webhook_allowlist.split(",") if h.strip())

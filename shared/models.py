@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import func as sa_func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -56,8 +57,9 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column()  # set once: the key is refused from then on
+    last_used_at: Mapped[datetime | None] = mapped_column()  # refreshed at most once a minute
 
 
 class Media(Base):
@@ -81,6 +83,11 @@ class Job(Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),  # the list's cursor order
         UniqueConstraint("audit_item_id", "audit_ref"),  # one defense job per item, variant and σ
+        Index(  # the in-flight quota's count (shared/quotas.py)
+            "ix_jobs_tenant_in_flight",
+            "tenant_id",
+            postgresql_where=text("finished_at IS NULL AND audit_item_id IS NULL"),
+        ),
     )
     id: Mapped[uuid.UUID] = _id()
     tenant_id: Mapped[uuid.UUID] = _tenant()
@@ -109,6 +116,8 @@ class Job(Base):
         ForeignKey("audit_items.id", ondelete="CASCADE"), index=True
     )  # set on the defense jobs an audit fans out
     audit_ref: Mapped[str | None] = mapped_column(String(100))  # "<variant>@<sigma>" within the audit item
+    dispatched_at: Mapped[datetime | None] = mapped_column(index=True)  # first round sent (NULL: waiting for a slot)
+    claimed_by: Mapped[str | None] = mapped_column(String(120))  # the worker generating its round now
 
 
 class SampleRow(Base):
@@ -162,6 +171,25 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class WebhookEvent(Base):
+    """A finished job's or audit's webhook and its schedule: one row per event (a duplicate message
+    cannot start a second), the due time of its next attempt, how it ended. Its attempts are the
+    ``deliveries`` rows (numbered by ``attempts``)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_due", "state", "next_attempt_at"),)
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    audit_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # pending|delivered|exhausted|failed|skipped
+    attempts: Mapped[int] = mapped_column(Integer)  # the last attempt claimed (every series): its delivery's number
+    retry: Mapped[int] = mapped_column(Integer)  # that attempt's place in its series (0: first; a redelivery restarts)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()  # pending: when the next attempt is due
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime | None] = mapped_column()
+
+
 class Audit(Base):
     """A robustness audit: a benchmark set, attacks, a σ sweep of the defense, a judge, a report."""
 
@@ -184,6 +212,7 @@ class Audit(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     touched_at: Mapped[datetime | None] = mapped_column(index=True)  # the sweeper's clock, as for jobs
+    claimed_by: Mapped[str | None] = mapped_column(String(120))  # the worker making its universal image now
 
 
 class AuditItem(Base):
@@ -208,6 +237,7 @@ class AuditItem(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column()
     attacked_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(120))  # the worker attacking its chunk now
 
 
 class RobustModel(Base):
@@ -234,3 +264,40 @@ class RobustModel(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     touched_at: Mapped[datetime | None] = mapped_column(index=True)  # the sweeper's clock; training touches it
+    claimed_by: Mapped[str | None] = mapped_column(String(120))  # the worker training it now
+
+
+class Worker(Base):
+    """A live worker process: it writes ``seen_at`` every few seconds. Work claimed by a worker
+    silent for ``worker_timeout_s`` is re-sent by the sweeper (it died mid-step)."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:nonce, new for every process
+    queues: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = _created()
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DatasetArchive(Base):
+    """An uploaded benchmark archive (its bytes in the object store, shared by every format it is
+    uploaded as) and its check by a worker: ``validating`` → ``ready`` (with its item count) or
+    ``invalid`` (with the reason). Audits read only ``ready`` ones."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sha256", "format"),
+        Index("ix_datasets_tenant_created", "tenant_id", "created_at", "id"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    format: Mapped[str] = mapped_column(String(40))  # pope | llava-bench | mm-safetybench
+    sha256: Mapped[str] = mapped_column(String(64))  # what an audit's dataset.archive names
+    object_key: Mapped[str] = mapped_column(String(300))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # validating|ready|invalid
+    items: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # checks started (a check that kills its worker)
+    created_at: Mapped[datetime] = _created()
+    checked_at: Mapped[datetime | None] = mapped_column()
+    touched_at: Mapped[datetime | None] = mapped_column(index=True)  # the sweeper's clock, as for jobs

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from shared.models import Audit, Job, RobustModel
-from shared.webhooks.policy import Outcome
+from shared.models import Audit, DatasetArchive, Job, RobustModel, WebhookEvent
 
 
 class QueueName(StrEnum):
@@ -39,12 +38,15 @@ class Step(StrEnum):
     ROBUSTIFY = "gpu.robustify"
     AGGREGATE = "cpu.aggregate"
     SWEEP = "cpu.sweep"
+    DISPATCH = "cpu.dispatch"
     DELIVER = "webhooks.deliver"
     DELIVER_AUDIT = "webhooks.deliver_audit"
+    DELIVER_DUE = "webhooks.deliver_due"
     PREPARE = "audits.prepare"
     ITEM_DONE = "audits.item_done"
     PROGRESS = "audits.progress"
     REPORT = "audits.report"
+    CHECK_DATASET = "audits.check_dataset"
 
     @property
     def queue(self) -> QueueName:
@@ -53,11 +55,11 @@ class Step(StrEnum):
 
 @dataclass(frozen=True)
 class Message:
-    """One task to send: its step, JSON-able arguments, and a delay (webhook retries back off)."""
+    """One task to send now: its step and JSON-able arguments (nothing waits in the broker: a
+    delayed message held past Redis's visibility timeout is handed out again)."""
 
     step: Step
     args: tuple[str | int, ...] = ()
-    delay_s: float | None = None
 
 
 class Sender(Protocol):
@@ -67,14 +69,13 @@ class Sender(Protocol):
 
 
 def after_submit(job: Job) -> list[Message]:
+    """A job's first round: sent by the dispatcher (``shared.jobs.dispatch``) when its tenant has a free slot."""
     return [Message(Step.SAMPLE_ROUND, (str(job.id), 0))]
 
 
-def after_replay(job: Job) -> list[Message]:
-    """A retried submit (same Idempotency-Key) of a job nothing has run yet: send its first round
-    again — the first request may have committed the job and then failed to enqueue it (a
-    duplicate message is harmless: the round is claimed once)."""
-    return after_submit(job) if job.status == "queued" and job.started_at is None else []
+def dispatch(tenant_id: uuid.UUID | None = None) -> Message:
+    """Send the waiting jobs of a tenant (of every tenant: None) that its free slots allow."""
+    return Message(Step.DISPATCH, (str(tenant_id),) if tenant_id is not None else ())
 
 
 def after_round(job: Job) -> list[Message]:
@@ -92,9 +93,10 @@ def after_vote(job: Job) -> list[Message]:
 def after_job_finished(job: Job) -> list[Message]:
     """However a job ended (result, failure, cancel): an audit's defense job moves its item on;
     any other job with a callback gets its webhook."""
+    freed = [dispatch(job.tenant_id)] if job.dispatched_at is not None else []  # its slot is free
     if job.audit_item_id is not None:
-        return [Message(Step.ITEM_DONE, (str(job.audit_item_id),))]
-    return [webhook(job)] if job.callback_url else []
+        return [Message(Step.ITEM_DONE, (str(job.audit_item_id),)), *freed]
+    return ([webhook(job, 1)] if job.callback_url else []) + freed
 
 
 def after_cancel(job: Job) -> list[Message]:
@@ -103,15 +105,21 @@ def after_cancel(job: Job) -> list[Message]:
     return after_job_finished(job) if job.finished_at is not None else []
 
 
-def webhook(subject: Job | Audit, retry: int = 0, delay_s: float | None = None) -> Message:
-    """The delivery attempt ``retry`` (0 starts a series) of a job's or an audit's webhook."""
+def webhook(subject: Job | Audit, attempt: int = 0) -> Message:
+    """Attempt ``attempt`` of a job's or an audit's webhook (1: the first, claimed at the finish;
+    0: a redelivery, which starts a new series). Retries are the beat's (``due_webhooks``)."""
     step = Step.DELIVER_AUDIT if isinstance(subject, Audit) else Step.DELIVER
-    return Message(step, (str(subject.id), retry), delay_s)
+    return Message(step, (str(subject.id), attempt))
 
 
-def after_attempt(subject: Job | Audit, retry: int, outcome: Outcome) -> list[Message]:
-    """A failed attempt the policy retries: the next one of its series, after the backoff."""
-    return [webhook(subject, retry + 1, outcome.delay_s)] if outcome.retry else []
+def due_webhooks(events: list[WebhookEvent]) -> list[Message]:
+    """The attempts the beat's ``deliver_due`` claimed: each event's claimed attempt."""
+    return [
+        Message(Step.DELIVER_AUDIT, (str(e.audit_id), e.attempts))
+        if e.audit_id
+        else Message(Step.DELIVER, (str(e.job_id), e.attempts))
+        for e in events
+    ]
 
 
 def after_audit_submit(audit: Audit) -> list[Message]:
@@ -131,10 +139,9 @@ def attack_chunks(audit: Audit, chunks: list[int]) -> list[Message]:
 
 
 def after_chunk(audit: Audit, new_jobs: list[uuid.UUID]) -> list[Message]:
-    """A chunk is attacked: its new defense jobs start, and a progress check follows (an item
-    whose jobs all exist already may be done)."""
-    rounds = [Message(Step.SAMPLE_ROUND, (str(job_id), 0)) for job_id in new_jobs]
-    return rounds + [Message(Step.PROGRESS, (str(audit.id),))]
+    """A chunk is attacked: its new defense jobs are dispatched as the tenant's slots allow, and a
+    progress check follows (an item whose jobs all exist already may be done)."""
+    return ([dispatch(audit.tenant_id)] if new_jobs else []) + [Message(Step.PROGRESS, (str(audit.id),))]
 
 
 def after_progress(audit: Audit, chunks: list[int]) -> list[Message]:
@@ -144,7 +151,7 @@ def after_progress(audit: Audit, chunks: list[int]) -> list[Message]:
 
 
 def after_audit_finished(audit: Audit) -> list[Message]:
-    return [webhook(audit)] if audit.callback_url else []
+    return [webhook(audit, 1)] if audit.callback_url else []
 
 
 def after_audit_cancel(audit: Audit) -> list[Message]:
@@ -182,3 +189,13 @@ def resume_robust_model(row: RobustModel) -> list[Message]:
     """The sweeper's message for a run nobody touched for a while: train it (again, from the start;
     a claim supersedes any attempt still running)."""
     return [Message(Step.ROBUSTIFY, (str(row.id),))]
+
+
+def after_dataset_upload(row: DatasetArchive) -> list[Message]:
+    """A new upload is checked by a worker (unpacked under the caps, loaded); a known one is not."""
+    return [Message(Step.CHECK_DATASET, (str(row.id),))] if row.status == "validating" else []
+
+
+def resume_dataset(row: DatasetArchive) -> list[Message]:
+    """The sweeper's message for an upload still ``validating`` that nobody touched for a while."""
+    return [Message(Step.CHECK_DATASET, (str(row.id),))]

@@ -125,6 +125,11 @@ def service_env(stack, database, store):
         "SMOOTHGUARD_MODEL": str(DEMO_MODEL),
         "SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1,localhost",
         "SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S": "4",
+        # workers beat every second and are dead after 3 s of silence; a sweeper (a worker started
+        # with --beat) looks every second: a killed worker's work comes back within seconds
+        "SMOOTHGUARD_WORKER_HEARTBEAT_S": "1",
+        "SMOOTHGUARD_WORKER_TIMEOUT_S": "3",
+        "SMOOTHGUARD_SWEEP_INTERVAL_S": "1",
     }
 
 

@@ -8,9 +8,8 @@ import pytest
 
 from shared import pipeline
 from shared.jobs.store import now
-from shared.models import Audit, Job
+from shared.models import Audit, Job, WebhookEvent
 from shared.pipeline import Message, QueueName, Step
-from shared.webhooks.policy import Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,16 +42,19 @@ def test_an_undecided_vote_asks_for_the_next_round():
 @pytest.mark.parametrize("status", ["succeeded", "abstained", "failed", "cancelled"])
 def test_a_finished_job_sends_its_webhook_or_moves_its_audit_item(status):
     hooked = job(status=status, finished_at=now(), callback_url="https://example.com/hook")
-    assert pipeline.after_vote(hooked) == [Message(Step.DELIVER, (str(hooked.id), 0))]
+    assert pipeline.after_vote(hooked) == [Message(Step.DELIVER, (str(hooked.id), 1))]  # its first attempt
     item_id = uuid.uuid4()
     defense = job(status=status, finished_at=now(), audit_item_id=item_id)
     assert pipeline.after_job_finished(defense) == [Message(Step.ITEM_DONE, (str(item_id),))]
     assert pipeline.after_job_finished(job(status=status, finished_at=now())) == []  # no callback
+    tenant = uuid.uuid4()
+    dispatched = job(status=status, finished_at=now(), dispatched_at=now(), tenant_id=tenant)
+    assert pipeline.after_job_finished(dispatched) == [Message(Step.DISPATCH, (str(tenant),))]  # its slot is free
 
 
 def test_a_cancel_notifies_when_it_ended_the_job_and_waits_for_the_next_step_otherwise():
     ended = job(status="cancelled", finished_at=now(), cancel_requested=True, callback_url="https://x/h")
-    assert pipeline.after_cancel(ended) == [Message(Step.DELIVER, (str(ended.id), 0))]
+    assert pipeline.after_cancel(ended) == [Message(Step.DELIVER, (str(ended.id), 1))]
     item_id = uuid.uuid4()
     defense = job(status="cancelled", finished_at=now(), cancel_requested=True, audit_item_id=item_id)
     assert pipeline.after_cancel(defense) == [Message(Step.ITEM_DONE, (str(item_id),))]
@@ -60,15 +62,14 @@ def test_a_cancel_notifies_when_it_ended_the_job_and_waits_for_the_next_step_oth
     assert pipeline.after_cancel(running) == []  # its next step ends it, and notifies then
 
 
-def test_a_retried_webhook_attempt_follows_with_its_backoff():
+def test_due_webhook_attempts_are_sent_by_number_and_a_redelivery_starts_a_series():
     j, a = job(), audit()
-    assert pipeline.after_attempt(j, 2, Outcome(delivered=False, retry=True, delay_s=8.0)) == [
-        Message(Step.DELIVER, (str(j.id), 3), 8.0)
+    due = [WebhookEvent(job_id=j.id, attempts=3), WebhookEvent(audit_id=a.id, attempts=2)]
+    assert pipeline.due_webhooks(due) == [
+        Message(Step.DELIVER, (str(j.id), 3)),
+        Message(Step.DELIVER_AUDIT, (str(a.id), 2)),
     ]
-    assert pipeline.after_attempt(a, 0, Outcome(delivered=False, retry=True, delay_s=1.0)) == [
-        Message(Step.DELIVER_AUDIT, (str(a.id), 1), 1.0)
-    ]
-    assert pipeline.after_attempt(j, 0, Outcome(delivered=True, retry=False)) == []
+    assert pipeline.webhook(j) == Message(Step.DELIVER, (str(j.id), 0))
 
 
 def test_an_audit_is_prepared_then_attacked_universal_first():
@@ -81,13 +82,13 @@ def test_an_audit_is_prepared_then_attacked_universal_first():
     assert pipeline.attack_chunks(a, [0, 1]) == chunks
 
 
-def test_an_attacked_chunk_starts_its_defense_jobs_then_checks_progress():
-    a, jobs = audit(), [uuid.uuid4(), uuid.uuid4()]
+def test_an_attacked_chunk_dispatches_its_defense_jobs_then_checks_progress():
+    a, jobs = audit(tenant_id=uuid.uuid4()), [uuid.uuid4(), uuid.uuid4()]
     assert pipeline.after_chunk(a, jobs) == [
-        Message(Step.SAMPLE_ROUND, (str(jobs[0]), 0)),
-        Message(Step.SAMPLE_ROUND, (str(jobs[1]), 0)),
+        Message(Step.DISPATCH, (str(a.tenant_id),)),
         Message(Step.PROGRESS, (str(a.id),)),
     ]
+    assert pipeline.after_chunk(a, []) == [Message(Step.PROGRESS, (str(a.id),))]
 
 
 def test_progress_sends_the_next_chunks_and_the_report_once_every_item_is_done():
@@ -99,7 +100,7 @@ def test_progress_sends_the_next_chunks_and_the_report_once_every_item_is_done()
 
 def test_a_finished_audit_sends_its_webhook_and_a_cancelled_one_nothing():
     hooked = audit(status="succeeded", finished_at=now(), callback_url="https://x/h")
-    assert pipeline.after_audit_finished(hooked) == [Message(Step.DELIVER_AUDIT, (str(hooked.id), 0))]
+    assert pipeline.after_audit_finished(hooked) == [Message(Step.DELIVER_AUDIT, (str(hooked.id), 1))]
     assert pipeline.after_audit_finished(audit(status="failed", finished_at=now())) == []
     assert pipeline.after_audit_cancel(audit(status="cancelled", finished_at=now(), callback_url="https://x/h")) == []
 

@@ -13,16 +13,21 @@ worker process its app from the environment's (``worker_app``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError as BrokerError
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.config import Settings, get_settings
 from shared.faults import TRANSIENT_ERRORS, QueueUnavailable
+from shared.liveness import keep_alive
 from shared.pipeline import Message, QueueName, Step
 
 TASK_MODULES = ("workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks")
@@ -40,11 +45,35 @@ def make_app(settings: Settings, tasks: Iterable[str] = ()) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        broker_transport=f"{__name__}:BrokerTransport",  # kombu's Redis transport, surviving a broker restart
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
-        beat_schedule={"sweep": {"task": Step.SWEEP.value, "schedule": settings.sweep_interval_s}},
+        beat_schedule={
+            "sweep": {"task": Step.SWEEP.value, "schedule": settings.sweep_interval_s},
+            "dispatch": {"task": Step.DISPATCH.value, "schedule": settings.dispatch_interval_s},
+            "webhooks": {"task": Step.DELIVER_DUE.value, "schedule": settings.webhook_poll_s},
+        },
         worker_hijack_root_logger=False,
     )
     return app
+
+
+class BrokerChannel(kombu_redis.Channel):
+    """kombu's Redis channel, closable after the broker went away. On a lost connection Celery's
+    consumer first ``collect()``s it (the channel's close fails on the dead socket, then the
+    transport is detached: ``transport.client = None``), then closes it again; that second close
+    restores the unacked messages through a new pool built from ``transport.client`` — an
+    AttributeError, not a connection error, so the worker exited ("Unrecoverable error: ...
+    'hostname'"). A connection error instead lets the consumer reconnect; the unacked messages stay
+    in Redis's unacked hash, handed out again after the visibility timeout."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection was closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-any-return]
+
+
+class BrokerTransport(kombu_redis.Transport):
+    Channel = BrokerChannel
 
 
 class CelerySender:
@@ -63,7 +92,7 @@ class CelerySender:
         a retry, or the sweeper, sends again)."""
         try:
             for m in messages:
-                self.app.send_task(m.step.value, args=list(m.args), queue=m.step.queue.value, countdown=m.delay_s)
+                self.app.send_task(m.step.value, args=list(m.args), queue=m.step.queue.value)
         except BrokerError as exc:
             raise QueueUnavailable(f"the queue (Redis) is unavailable: {exc}") from exc
 
@@ -92,4 +121,30 @@ def task(step: Step) -> Callable[[Callable[..., Any]], Any]:
 
 def send(messages: Iterable[Message]) -> None:
     """What a task's step returned (its transaction has committed)."""
-    CelerySender(worker_app()).send(messages)
+    sender().send(messages)
+
+
+def sender() -> CelerySender:
+    """The workers' sender, for steps that send inside their transaction (dispatching)."""
+    return CelerySender(worker_app())
+
+
+HEARTBEAT = threading.Event()  # set when the worker stops
+
+
+@worker_ready.connect
+def start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """A worker process (not the beat) writes that it is alive every few seconds (``shared.liveness``)."""
+    keep_alive(get_settings(), ",".join(sorted(queue_names(sender))), HEARTBEAT)
+
+
+def queue_names(consumer: Any) -> set[str]:
+    try:
+        return {q.name for q in consumer.task_consumer.queues}
+    except AttributeError:
+        return set()
+
+
+@worker_shutdown.connect
+def stop_heartbeat(**_: Any) -> None:
+    HEARTBEAT.set()

@@ -12,15 +12,24 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep
 from api.routes.jobs import keyset_page
-from api.schemas import COMMON_PROBLEMS, AuditPage, AuditProgress, AuditPublic, DatasetPublic, DeliveryPublic, problems
+from api.schemas import (
+    COMMON_PROBLEMS,
+    AuditPage,
+    AuditProgress,
+    AuditPublic,
+    DatasetPage,
+    DatasetPublic,
+    DeliveryPublic,
+    problems,
+)
 from shared import pipeline
-from shared.audits.datasets import check_archive, dataset_key
+from shared.audits.datasets import ready_archive, receive_archive
 from shared.audits.spec import AuditSpec, DatasetFormat
 from shared.audits.store import CONTENT_TYPES, cancel_audit, create_audit, progress
 from shared.errors import Conflict, Invalid, NotFound
 from shared.jobs.intake import check_options
-from shared.models import Audit, Delivery, Tenant
-from shared.storage import ObjectStore
+from shared.models import Audit, DatasetArchive, Delivery, Tenant
+from shared.quotas import Work, check_in_flight
 from shared.webhooks.endpoints import check_callback
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"], responses=COMMON_PROBLEMS)
@@ -56,9 +65,9 @@ def own_audit(session: Session, tenant: Tenant, audit_id: uuid.UUID) -> Audit:
     return audit
 
 
-def count_items(spec: AuditSpec) -> int | None:
-    """Items the audit will have, where known before loading (the synthetic set: two per image)."""
-    n = 2 * spec.dataset.count if spec.dataset.format == "shapes" else None
+def count_items(spec: AuditSpec, archive_items: int | None) -> int | None:
+    """Items the audit will have (the synthetic set: two per image; an archive: its checked count)."""
+    n = 2 * spec.dataset.count if spec.dataset.format == "shapes" else archive_items
     return min(n, spec.limit) if n is not None and spec.limit else (n or spec.limit)
 
 
@@ -66,26 +75,25 @@ def count_items(spec: AuditSpec) -> int | None:
     "",
     status_code=202,
     response_model=AuditPublic,
-    responses=problems(_422="invalid spec, unknown model, unknown archive, too many items"),
+    responses=problems(_422="invalid spec, unknown model, an archive not uploaded or not ready, too many items"),
 )
 def submit_audit(
     response: Response,
     spec: AuditSpec,
     tenant: CurrentTenant,
     session: SessionDep,
-    store: StoreDep,
     settings: SettingsDep,
     queue: QueueDep,
 ) -> AuditPublic:
     """Queue an audit. Progress: ``GET /v1/audits/{id}``; the report, JSON/CSV/HTML, when it finishes."""
+    check_in_flight(session, settings, tenant, Work.AUDITS)
     model = check_options(
         settings, model=spec.model, num_samples=spec.defense.num_samples, max_new_tokens=spec.defense.max_new_tokens
     )
     check_callback(session, tenant.id, spec.callback_url)
-    if (n := count_items(spec)) is not None and n > settings.max_audit_items:
+    archive_items = ready_archive(session, tenant.id, spec.dataset).items if spec.dataset.archive else None
+    if (n := count_items(spec, archive_items)) is not None and n > settings.max_audit_items:
         raise Invalid(f"the audit would have {n} items; the limit is {settings.max_audit_items} (set limit)")
-    if spec.dataset.archive and not store.exists(dataset_key(str(tenant.id), spec.dataset.archive)):
-        raise Invalid(f"dataset.archive: no archive {spec.dataset.archive}; upload it with POST /v1/datasets")
     audit = create_audit(session, tenant.id, spec, model)
     session.commit()
     queue.send(pipeline.after_audit_submit(audit))
@@ -153,20 +161,65 @@ def read_deliveries(audit_id: uuid.UUID, tenant: CurrentTenant, session: Session
     return list(session.scalars(select(Delivery).where(Delivery.audit_id == audit_id).order_by(Delivery.attempt)))
 
 
+def dataset_public(row: DatasetArchive) -> DatasetPublic:
+    return DatasetPublic(
+        id=row.id,
+        sha256=row.sha256,
+        format=row.format,
+        status=row.status,  # type: ignore[arg-type]
+        items=row.items,
+        size_bytes=row.size_bytes,
+        error=row.error,
+        created_at=row.created_at,
+        checked_at=row.checked_at,
+        links={"self": f"/v1/datasets/{row.id}"},
+    )
+
+
 @datasets.post(
-    "", status_code=201, response_model=DatasetPublic, responses=problems(_422="not an archive of that format")
+    "",
+    status_code=202,
+    response_model=DatasetPublic,
+    responses={200: {"description": "these bytes were uploaded as this format before: that dataset"}}
+    | problems(_422="an unknown or generated format, over the size limit, not a zip or tar"),
 )
 def upload_dataset(
+    response: Response,
     tenant: CurrentTenant,
+    session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="zip or tar(.gz) of the set's folder")],
+    queue: QueueDep,
+    file: Annotated[UploadFile, File(description="zip or tar(.gz/.bz2/.xz) of the set's folder")],
     format: Annotated[DatasetFormat, Form()],
 ) -> DatasetPublic:
-    """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild or MM-SafetyBench folder layout),
-    checked by loading it; the same bytes → the same id."""
-    data = file.file.read(settings.max_dataset_bytes + 1)
-    n = check_archive(format, data, settings.max_dataset_bytes)
-    sha = ObjectStore.sha256(data)
-    store.put(dataset_key(str(tenant.id), sha), data, "application/octet-stream")
-    return DatasetPublic(id=sha, format=format, items=n, size_bytes=len(data))
+    """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild or MM-SafetyBench folder layout);
+    a worker unpacks and loads it under the deployment's caps: poll ``GET /v1/datasets/{id}`` until
+    it is ``ready`` (with its item count) or ``invalid`` (with the reason). The same bytes and
+    format → the same dataset (200)."""
+    row, created = receive_archive(session, store, settings, tenant.id, format, file.file)
+    session.commit()
+    queue.send(pipeline.after_dataset_upload(row) if created else [])
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/datasets/{row.id}"
+    return dataset_public(row)
+
+
+@datasets.get("", response_model=DatasetPage)
+def list_datasets(
+    tenant: CurrentTenant,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query()] = None,
+) -> DatasetPage:
+    query = select(DatasetArchive).where(DatasetArchive.tenant_id == tenant.id)
+    page, next_cursor = keyset_page(session, query, DatasetArchive, limit, cursor)
+    return DatasetPage(items=[dataset_public(d) for d in page], next_cursor=next_cursor)
+
+
+@datasets.get("/{dataset_id}", response_model=DatasetPublic)
+def read_dataset(dataset_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> DatasetPublic:
+    row = session.get(DatasetArchive, dataset_id)
+    if row is None or row.tenant_id != tenant.id:
+        raise NotFound(f"no dataset {dataset_id}")
+    return dataset_public(row)

@@ -20,15 +20,18 @@ from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, 
 from shared import pipeline
 from shared.config import Settings
 from shared.errors import Invalid, NotFound
+from shared.jobs.dispatch import dispatch_now
 from shared.jobs.intake import check_modality, check_options, replay, request_hash
 from shared.jobs.options import to_params
 from shared.jobs.store import cancel, config_of, create_job, result_of, samples_of
 from shared.media.checks import check_media
 from shared.media.store import save_media
 from shared.models import Delivery, Job, Media, Tenant
+from shared.quotas import Work, check_in_flight
 from shared.smoothing.types import Sample, SmoothConfig, noise_space_for
 from shared.storage import ObjectStore
 from shared.webhooks.endpoints import check_callback, check_redelivery
+from shared.webhooks.schedule import schedule_webhook
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_PROBLEMS)
 JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "cancelled"]
@@ -155,7 +158,8 @@ def submit(
         media_sha256=sha, prompt=opts.prompt, model=model, config=config, callback_url=opts.callback_url
     )
     if (earlier := replay(session, tenant.id, key, digest)) is not None:
-        return earlier, False
+        return earlier, False  # a retry is answered even at the quota
+    check_in_flight(session, s, tenant, Work.JOBS)
     if body.data is not None:
         media = save_media(
             session, store, tenant_id=tenant.id, data=body.data, content_type=checked.content_type, modality=modality
@@ -209,11 +213,9 @@ def submit_job(
     (``Idempotent-Replayed: true``); with another body → 422; while the first request with that key
     is still being processed → 409. Bad input stores nothing."""
     job, created = submit(session, store, settings, tenant, body, idempotency_key)
-    if created:
-        session.commit()  # the row exists before the message is sent; a lost message is swept up
-        queue.send(pipeline.after_submit(job))
-    else:
-        queue.send(pipeline.after_replay(job))
+    session.commit()  # the job is the outbox: dispatched now if its tenant has a free slot, else later
+    dispatch_now(settings, queue, tenant.id)
+    if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = "1"
@@ -275,13 +277,19 @@ def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) 
     "/{job_id}/cancel", status_code=202, response_model=JobPublic, responses=problems(_409="the job already finished")
 )
 def cancel_job(
-    job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep, queue: QueueDep
+    job_id: uuid.UUID,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    queue: QueueDep,
 ) -> JobPublic:
     """Remaining rounds are not run; 409 if the job already finished. A job nothing ran yet ends
     now, with its webhook (or its audit item's progress)."""
     job = own_job(session, tenant, job_id)
     session.refresh(job, with_for_update=True)  # a worker's claim and the cancel don't interleave
     cancel(job)
+    schedule_webhook(session, settings, job)  # ended now: its webhook event (the delivery is scheduled)
     session.commit()
     queue.send(pipeline.after_cancel(job))
     return to_public(job, store)

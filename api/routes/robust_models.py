@@ -25,6 +25,7 @@ from api.schemas import (
 from shared import pipeline
 from shared.errors import Conflict, NotFound
 from shared.models import RobustModel, Tenant
+from shared.quotas import Work, check_in_flight
 from shared.robust_models.intake import check_robustify
 from shared.robust_models.spec import RobustifySpec
 from shared.robust_models.store import cancel_robust_model, create_robust_model, spec_of
@@ -86,7 +87,8 @@ def submit(
     queue: QueueDep,
 ) -> RobustModelPublic:
     """Queue a robustify run on a GPU worker. Progress: ``GET /v1/robust-models/{id}``."""
-    model = check_robustify(settings, store, str(tenant.id), spec)
+    check_in_flight(session, settings, tenant, Work.ROBUST_MODELS)
+    model = check_robustify(settings, session, tenant.id, spec)
     row = create_robust_model(session, tenant.id, spec, model)
     session.commit()
     queue.send(pipeline.after_robustify_submit(row))

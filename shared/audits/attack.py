@@ -8,6 +8,8 @@ Adversarial images are quantised to 8 bits and answered as the PNG the defense j
 from __future__ import annotations
 
 import io
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +27,17 @@ class ChunkItem:
 
 @dataclass
 class Variant:
-    """One image an item is answered on; ``png`` holds a new adversarial image's bytes (the clean
-    and the universal image are stored already)."""
+    """One image an item is answered on; ``png`` holds a new adversarial image's bytes until it is
+    stored as ``media_id`` (the clean and the universal image are stored already)."""
 
     image: Image.Image
     answer: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     png: bytes | None = None
+    media_id: uuid.UUID | None = None
+
+
+Progress = Callable[[str, list[Variant]], None]  # an attack's variant of every item, as it finishes
 
 
 def attack_config(spec: AuditSpec, attack: AttackSpec, *, targeted: bool) -> Any:
@@ -88,14 +94,25 @@ def _stats(result: Any, i: int) -> dict[str, Any]:
 
 
 def attack_items(
-    generator: Any, spec: AuditSpec, items: list[ChunkItem], clean_answers: list[str], universal: Image.Image | None
+    generator: Any,
+    spec: AuditSpec,
+    items: list[ChunkItem],
+    clean_answers: list[str],
+    universal: Image.Image | None,
+    done: list[dict[str, Variant]] | None = None,
+    on_attack: Progress | None = None,
 ) -> list[dict[str, Variant]]:
     """Per item: ``{"clean": Variant, "<attack's variant>": Variant, …}`` with PNG-exact images; only the
-    clean variant is answered yet."""
+    clean variant is answered yet (and those in ``done``). Attacks whose variant every item has in
+    ``done`` (a run before this one finished them) are not run again; each attack run now is
+    handed to ``on_attack`` as it finishes."""
     from shared.attacks import attack_images
 
-    out = [{"clean": Variant(it.image, answer)} for it, answer in zip(items, clean_answers, strict=True)]
+    done = done or [{} for _ in items]
+    out = [{"clean": Variant(it.image, a)} | d for it, a, d in zip(items, clean_answers, done, strict=True)]
     for attack in spec.attacks:
+        if attack.name != "universal" and all(attack.variant in row for row in done):
+            continue
         if attack.name == "universal":
             assert universal is not None, "the universal image is made before the chunks"
             for row in out:
@@ -120,6 +137,8 @@ def attack_items(
                 out[i][attack.variant] = Variant(
                     image, stats=_stats(result, k) | {"targeted": targeted, "goal": goals[k]}, png=png
                 )
+        if on_attack is not None:
+            on_attack(attack.variant, [row[attack.variant] for row in out])
     return out
 
 

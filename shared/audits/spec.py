@@ -32,12 +32,12 @@ class Strict(BaseModel):
 
 class DatasetSpec(Strict):
     """``shapes`` is generated from ``seed``/``count`` (offline); the public formats come from an
-    archive uploaded with ``POST /v1/datasets`` (``archive``: its id)."""
+    archive uploaded with ``POST /v1/datasets`` and checked ``ready`` (``archive``: its sha256)."""
 
     format: DatasetFormat = "shapes"
     seed: int = Field(0, ge=0, description="shapes: the set's seed")
     count: int = Field(12, ge=1, le=5000, description="shapes: images (two questions each)")
-    archive: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="the id POST /v1/datasets returned")
+    archive: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="the sha256 POST /v1/datasets returned")
     options: dict[str, str | int | list[str]] = Field(
         default_factory=dict, description="loader options, e.g. mm-safetybench: scenarios, variant"
     )

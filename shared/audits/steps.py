@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared import pipeline
-from shared.audits.attack import ChunkItem, Variant, answer_all, attack_items, png_roundtrip, universal_image
-from shared.audits.datasets import load_set
+from shared.audits.attack import (
+    ChunkItem,
+    Progress,
+    Variant,
+    answer_all,
+    attack_items,
+    png_roundtrip,
+    universal_image,
+)
+from shared.audits.datasets import dataset_limits, load_set
 from shared.audits.report import write_report
 from shared.audits.spec import AuditSpec
 from shared.audits.store import (
@@ -35,6 +43,7 @@ from shared.audits.store import (
     items_of,
     lost_chunks,
     next_chunks,
+    outputs_of,
     refresh_item,
     set_outputs,
     spec_of,
@@ -48,12 +57,14 @@ from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
 from shared.faults import raise_if_transient
 from shared.jobs.store import now
+from shared.liveness import held_elsewhere, live_workers, worker_id
 from shared.media.checks import check_media
 from shared.media.decode import load_image
 from shared.media.store import save_media
 from shared.models import Audit, AuditItem, Media
 from shared.pipeline import Message
 from shared.storage import ObjectStore
+from shared.webhooks.schedule import schedule_webhook
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +77,7 @@ class ItemSource:
     prompt: str
     target: str | None
     object_key: str
+    attacked: dict[str, tuple[str, VariantOutput]] = field(default_factory=dict)  # variant → (object key, output)
 
 
 def prepare(settings: Settings, audit_id: str) -> list[Message]:
@@ -91,7 +103,7 @@ def load_items(session: Session, settings: Settings, audit: Audit, spec: AuditSp
     media: dict[str, uuid.UUID] = {}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = load_set(spec, store, str(audit.tenant_id), Path(tmp))
+        dataset = load_set(spec, store, str(audit.tenant_id), Path(tmp), dataset_limits(settings))
         for item in dataset.items:
             if item.image not in media:
                 data = dataset.image_bytes(item)
@@ -118,8 +130,9 @@ def attack_universal(settings: Settings, audit_id: str) -> list[Message]:
     """The audit's ONE universal adversarial image (base: the first item's image; prompts: the
     first items'); the chunks follow, each answered on it."""
     with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
-        if audit is None or audit.universal_media_id is not None:
-            return []
+        if audit is None or audit.universal_media_id is not None or held_elsewhere(session, settings, audit.claimed_by):
+            return []  # made already, or a live worker is making it
+        audit.claimed_by, audit.touched_at = worker_id(), now()
         spec, model = spec_of(audit), audit.model
         count = next(a for a in spec.attacks if a.name == "universal").universal_prompts
         sources = item_sources(session, items_of(session, audit.id)[:count])
@@ -134,7 +147,7 @@ def attack_universal(settings: Settings, audit_id: str) -> list[Message]:
         media = save_media(
             session, store, tenant_id=audit.tenant_id, data=data, content_type="image/png", modality="image"
         )
-        audit.universal_media_id, audit.universal = media.id, stats
+        audit.universal_media_id, audit.universal, audit.claimed_by = media.id, stats, None
         return pipeline.attack_chunks(audit, next_chunks(session, audit))
 
 
@@ -150,19 +163,28 @@ def make_universal(
 
 def attack_chunk(settings: Settings, audit_id: str, chunk: int) -> list[Message]:
     """Attack a chunk of items (batched), answer every variant undefended, store the adversarial
-    images; the defense jobs follow. Items attacked before (a redelivery) are not attacked again."""
+    images; the defense jobs follow. Each attack's images are stored as it finishes: a run after a
+    lost worker does not repeat finished attacks, and items attacked before are not attacked again."""
     with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
         if audit is None:
             return []
         spec, model = spec_of(audit), audit.model
-        todo = item_sources(session, [i for i in items_of(session, audit.id, chunk) if i.attacked_at is None])
+        unattacked = [i for i in items_of(session, audit.id, chunk) if i.attacked_at is None]
+        if any(held_elsewhere(session, settings, i.claimed_by) for i in unattacked):
+            return []  # a duplicate: a live worker is attacking this chunk
+        for item in unattacked:
+            item.claimed_by = worker_id()
+        todo = item_sources(session, unattacked)
         universal = session.get(Media, audit.universal_media_id) if audit.universal_media_id else None
         universal_key = universal.object_key if universal is not None else None
     store = ObjectStore.from_settings(settings)
     outputs: dict[uuid.UUID, dict[str, Variant]] = {}
     try:
         if todo:
-            outputs = attack_and_answer(store, load_generator(model, settings=settings), spec, todo, universal_key)
+            saver = progress_saver(settings, store, audit_id, todo)
+            outputs = attack_and_answer(
+                store, load_generator(model, settings=settings), spec, todo, universal_key, saver
+            )
     except Exception as exc:
         return end_failed(settings, audit_id, exc)
     with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
@@ -172,22 +194,66 @@ def attack_chunk(settings: Settings, audit_id: str, chunk: int) -> list[Message]
 
 
 def item_sources(session: Session, items: list[AuditItem]) -> list[ItemSource]:
-    keys = {m.id: m.object_key for m in (session.get(Media, i.media_id) for i in items) if m is not None}
-    return [ItemSource(i.id, i.prompt, i.target, keys[i.media_id]) for i in items]
+    """Each item's inputs, and the attacks a run before this one finished for it (their images stored)."""
+
+    def key(media_id: uuid.UUID) -> str:
+        media = session.get(Media, media_id)
+        assert media is not None
+        return media.object_key
+
+    return [
+        ItemSource(i.id, i.prompt, i.target, key(i.media_id), {n: (key(o.media_id), o) for n, o in stored(i).items()})
+        for i in items
+    ]
+
+
+def stored(item: AuditItem) -> dict[str, VariantOutput]:
+    """An unattacked item's attack variants stored so far (progress of an interrupted chunk)."""
+    return {n: o for n, o in outputs_of(item).items() if n != "clean" and not o.shared}
+
+
+def progress_saver(settings: Settings, store: ObjectStore, audit_id: str, todo: list[ItemSource]) -> Progress:
+    """Stores an attack's images and numbers for every item of the chunk as soon as the attack finishes."""
+
+    def save(variant: str, made: list[Variant]) -> None:
+        with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
+            if audit is None:
+                return
+            for source, v in zip(todo, made, strict=True):
+                item = session.get(AuditItem, source.id)
+                assert item is not None
+                out = save_variant(session, store, audit.tenant_id, v, None)
+                v.media_id, v.png = out.media_id, None
+                set_outputs(item, outputs_of(item) | {variant: out})
+            audit.touched_at = now()
+
+    return save
 
 
 def attack_and_answer(
-    store: ObjectStore, generator: Any, spec: AuditSpec, todo: list[ItemSource], universal_key: str | None
+    store: ObjectStore,
+    generator: Any,
+    spec: AuditSpec,
+    todo: list[ItemSource],
+    universal_key: str | None,
+    on_attack: Progress | None = None,
 ) -> dict[uuid.UUID, dict[str, Variant]]:
     """Per item: its variants (clean, one per attack), each answered undefended, batched (the
-    generator is a vision one: it answers batches too)."""
+    generator is a vision one: it answers batches too). Attacks stored by an earlier run are read
+    back, not run again."""
     items = [ChunkItem(s.prompt, load_image(store.get(s.object_key)), s.target) for s in todo]
     universal = load_image(store.get(universal_key)) if universal_key else None
     tokens = spec.defense.max_new_tokens
     clean = generator.answer_batch([i.image for i in items], [i.prompt for i in items], max_new_tokens=tokens)
-    variants = attack_items(generator, spec, items, [g.text for g in clean], universal)
+    done = [{n: read_variant(store, k, o) for n, (k, o) in s.attacked.items()} for s in todo]
+    variants = attack_items(generator, spec, items, [g.text for g in clean], universal, done, on_attack)
     answer_all(generator, items, variants, tokens)
     return {s.id: row for s, row in zip(todo, variants, strict=True)}
+
+
+def read_variant(store: ObjectStore, object_key: str, out: VariantOutput) -> Variant:
+    stats = out.model_dump(exclude={"media_id", "answer"}, exclude_none=True)
+    return Variant(load_image(store.get(object_key)), out.answer, stats, media_id=out.media_id)
 
 
 def record_chunk(
@@ -199,12 +265,13 @@ def record_chunk(
     universal = [a.variant for a in spec_of(audit).attacks if a.name == "universal"]
     for item in items_of(session, audit.id, chunk):
         if item.id in outputs and item.attacked_at is None:
-            stored = {"clean": item.media_id} | {v: audit.universal_media_id for v in universal}
+            known = {"clean": item.media_id} | {v: audit.universal_media_id for v in universal}
             saved = {
-                n: save_variant(session, store, audit.tenant_id, v, stored.get(n)) for n, v in outputs[item.id].items()
+                n: save_variant(session, store, audit.tenant_id, v, v.media_id or known.get(n))
+                for n, v in outputs[item.id].items()
             }
             set_outputs(item, saved)
-            item.attacked_at = now()
+            item.attacked_at, item.claimed_by = now(), None
         if item.attacked_at is not None:
             new_jobs += create_defense_jobs(session, audit, item)
     audit.touched_at = now()
@@ -261,16 +328,18 @@ def report(settings: Settings, audit_id: str) -> list[Message]:
                 return []
             store = ObjectStore.from_settings(settings)
             succeed(audit, write_report(session, audit, store, settings))
+            schedule_webhook(session, settings, audit)
             return pipeline.after_audit_finished(audit)
     except Exception as exc:
         return end_failed(settings, audit_id, exc)
 
 
 def sweep_audits(settings: Settings) -> list[Message]:
-    """What moves every audit untouched for ``stale_after_s`` on again (a message may be lost)."""
+    """What moves on again every audit whose worker died mid-attack, or untouched for ``stale_after_s``
+    (a message may be lost)."""
     older_than = now() - timedelta(seconds=settings.stale_after_s)
     with session_scope(settings.database_url) as session:
-        stale = stale_audits(session, older_than)
+        stale = stale_audits(session, older_than, live_workers(session, settings))
         return [
             m
             for audit in stale
@@ -285,4 +354,5 @@ def end_failed(settings: Settings, audit_id: str, exc: Exception) -> list[Messag
     log.error("audit %s failed", audit_id, exc_info=exc)
     with session_scope(settings.database_url) as session:
         audit = fail_audit(session, audit_id, f"{type(exc).__name__}: {exc}")
+        schedule_webhook(session, settings, audit)
         return pipeline.after_audit_finished(audit) if audit is not None else []

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import distinct, func, select, update
+from sqlalchemy import distinct, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from shared.benchmarks.shapes import COLOURS
 from shared.errors import Conflict
 from shared.jobs.options import to_params
 from shared.jobs.store import cancel, now
+from shared.liveness import claimed_by_the_dead
 from shared.models import Audit, AuditItem, Job
 
 
@@ -287,16 +288,21 @@ def fail_audit(session: Session, audit_id: str, error: str) -> Audit | None:
     return audit
 
 
-def stale_audits(session: Session, older_than: datetime) -> list[Audit]:
-    """Unfinished audits nobody touched since ``older_than``, locked; their clocks are reset so each
-    is moved on once per bound."""
+def stale_audits(session: Session, older_than: datetime, live: set[str]) -> list[Audit]:
+    """Unfinished audits with an attack claimed by a dead worker, or that nobody touched since
+    ``older_than``, locked; dead claims dropped and clocks reset, so each is moved on once per bound."""
+    dead_items = select(AuditItem.audit_id).where(
+        AuditItem.attacked_at.is_(None), claimed_by_the_dead(AuditItem.claimed_by, live)
+    )
+    lost = or_(Audit.touched_at < older_than, claimed_by_the_dead(Audit.claimed_by, live), Audit.id.in_(dead_items))
     audits = session.scalars(
-        select(Audit)
-        .where(Audit.finished_at.is_(None), Audit.touched_at < older_than)
-        .with_for_update(skip_locked=True)
+        select(Audit).where(Audit.finished_at.is_(None), lost).with_for_update(skip_locked=True)
     ).all()
     for audit in audits:
         audit.touched_at = now()
+        audit.claimed_by = audit.claimed_by if audit.claimed_by in live else None
+        dead = claimed_by_the_dead(AuditItem.claimed_by, live)
+        session.execute(update(AuditItem).where(AuditItem.audit_id == audit.id, dead).values(claimed_by=None))
     return list(audits)
 
 

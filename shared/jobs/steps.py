@@ -30,6 +30,7 @@ from shared.jobs.store import (
     fail,
     finish,
     keep_sampling,
+    lost_jobs,
     mark_cancelled,
     needs_round,
     needs_vote,
@@ -37,9 +38,9 @@ from shared.jobs.store import (
     record_round,
     samples_of,
     save_votes,
-    stale_jobs,
     start,
 )
+from shared.liveness import held_elsewhere, live_workers, worker_id
 from shared.media.decode import load_audio, load_image
 from shared.models import Job, Media
 from shared.pipeline import Message
@@ -48,6 +49,7 @@ from shared.smoothing.refusal import RefusalClassifier
 from shared.smoothing.smoother import EmbeddingCache, aggregate, next_step
 from shared.smoothing.types import CandidateSpec, Embedder, Generation, SmoothConfig, Timings
 from shared.storage import ObjectStore
+from shared.webhooks.schedule import schedule_webhook
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,13 @@ def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Mess
     """Round ``round_index``: claim it, ONE batched generate over its candidates, upsert the samples;
     the vote follows. A cancel that came while the round waited ends the job instead."""
     with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
-        if job is None or not needs_round(job, round_index):
-            return []
+        if job is None or not needs_round(job, round_index) or held_elsewhere(session, settings, job.claimed_by):
+            return []  # done already, or a duplicate of a round a live worker is generating
         if job.cancel_requested:
             mark_cancelled(job)
+            schedule_webhook(session, settings, job)
             return pipeline.after_job_finished(job)
-        start(job)
+        start(job, worker_id())
         source = round_input(session, job)
     try:
         specs, generations = generate(settings, source, round_index)
@@ -108,6 +111,7 @@ def vote(settings: Settings, job_id: str) -> list[Message]:
             if job is None or not needs_vote(job):
                 return []
             count_votes(session, job, load_embedder(settings=settings), refusal_labeller(settings, job))
+            schedule_webhook(session, settings, job)  # when the vote finished it
             return pipeline.after_vote(job)
     except Exception as exc:
         return end_failed(settings, job_id, exc)
@@ -153,10 +157,12 @@ def count_votes(session: Session, job: Job, embedder_model: Embedder, refusals: 
 
 
 def sweep_jobs(settings: Settings) -> list[Message]:
-    """The next step of every job untouched for ``stale_after_s`` (its message was lost)."""
+    """The next step of every dispatched job whose worker died mid-round, or that nobody touched
+    for ``stale_after_s`` (its message was lost). Jobs waiting for a slot are the dispatcher's."""
     older_than = now() - timedelta(seconds=settings.stale_after_s)
     with session_scope(settings.database_url) as session:
-        return [m for job in stale_jobs(session, older_than) for m in pipeline.resume_job(job)]
+        lost = lost_jobs(session, older_than, live_workers(session, settings))
+        return [m for job in lost for m in pipeline.resume_job(job)]
 
 
 def end_failed(settings: Settings, job_id: str | uuid.UUID, exc: Exception) -> list[Message]:
@@ -166,4 +172,5 @@ def end_failed(settings: Settings, job_id: str | uuid.UUID, exc: Exception) -> l
     log.error("job %s failed", job_id, exc_info=exc)
     with session_scope(settings.database_url) as session:
         job = fail(session, str(job_id), f"{type(exc).__name__}: {exc}")
+        schedule_webhook(session, settings, job)
         return pipeline.after_job_finished(job) if job is not None else []

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict
 from shared.jobs.options import from_params, to_params
+from shared.liveness import claimed_by_the_dead
 from shared.models import Job, Media, SampleRow
 from shared.smoothing.types import CandidateSpec, Generation, Sample, SmoothConfig, SmoothResult
 
@@ -76,7 +77,9 @@ def needs_vote(job: Job | None) -> bool:
     return job is not None and job.finished_at is None and job.aggregated_rounds < job.rounds_done
 
 
-def start(job: Job) -> None:
+def start(job: Job, worker: str) -> None:
+    """``worker`` claims the job's round (the sweeper re-sends it if that worker dies)."""
+    job.claimed_by = worker
     job.status = "running"
     job.started_at = job.started_at or now()
     job.touched_at = now()
@@ -92,7 +95,7 @@ def record_round(session: Session, job: Job, specs: list[CandidateSpec], gens: l
     keep = {c: stmt.excluded[c] for c in ("text", "num_tokens", "generation_ms")}
     session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "round", "index"], set_=keep))
     job.rounds_done = max(job.rounds_done, specs[0].round + 1) if specs else job.rounds_done
-    job.status = "running"
+    job.status, job.claimed_by = "running", None
     job.generated_at = job.touched_at = now()
 
 
@@ -157,13 +160,13 @@ def fail(session: Session, job_id: str, error: str) -> Job | None:
     return job
 
 
-def stale_jobs(session: Session, older_than: datetime) -> list[Job]:
-    """Unfinished jobs nobody touched since ``older_than`` (their message was lost), locked. Their
-    clocks are reset so each is re-sent once per bound; a duplicate is harmless (every step checks
-    what is already done)."""
-    jobs = session.scalars(
-        select(Job).where(Job.finished_at.is_(None), Job.touched_at < older_than).with_for_update(skip_locked=True)
-    ).all()
+def lost_jobs(session: Session, older_than: datetime, live: set[str]) -> list[Job]:
+    """Dispatched, unfinished jobs whose round a dead worker had claimed, or that nobody touched
+    since ``older_than`` (their message was lost), locked. Claims are dropped and clocks reset, so
+    each is re-sent once per bound; a duplicate is harmless (every step checks what is done)."""
+    lost = or_(claimed_by_the_dead(Job.claimed_by, live), and_(Job.claimed_by.is_(None), Job.touched_at < older_than))
+    query = select(Job).where(Job.finished_at.is_(None), Job.dispatched_at.is_not(None), lost)
+    jobs = session.scalars(query.with_for_update(skip_locked=True)).all()
     for job in jobs:
-        job.touched_at = now()
+        job.claimed_by, job.touched_at = None, now()
     return list(jobs)

@@ -1,21 +1,23 @@
 """A robustify request checked before anything is stored: a served image model of a layout
-robustify can distil, a training budget within the deployment's cap, an archive that exists."""
+robustify can distil, a training budget within the deployment's cap, an uploaded archive a worker found ready."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
-from shared.audits.datasets import dataset_key
+from sqlalchemy.orm import Session
+
+from shared.audits.datasets import ready_archive
 from shared.config import Settings
 from shared.errors import Invalid
 from shared.jobs.intake import check_modality
 from shared.robust_models.spec import RobustifySpec
 from shared.smoothing.types import DISTILLABLE_MODEL_TYPES
-from shared.storage import ObjectStore
 
 
-def check_robustify(settings: Settings, store: ObjectStore, tenant_id: str, spec: RobustifySpec) -> str:
+def check_robustify(settings: Settings, session: Session, tenant_id: uuid.UUID, spec: RobustifySpec) -> str:
     """The source model to distil; ``Invalid`` naming what is wrong."""
     known = settings.model_ids()
     model = spec.model or settings.model
@@ -27,6 +29,6 @@ def check_robustify(settings: Settings, store: ObjectStore, tenant_id: str, spec
         raise Invalid(f"robustify cannot distil model type {kind!r}; supported: {', '.join(DISTILLABLE_MODEL_TYPES)}")
     if spec.minutes > settings.max_robustify_minutes:
         raise Invalid(f"minutes is {spec.minutes:g}; the limit is {settings.max_robustify_minutes:g}")
-    if spec.dataset.archive and not store.exists(dataset_key(tenant_id, spec.dataset.archive)):
-        raise Invalid(f"dataset.archive: no archive {spec.dataset.archive}; upload it with POST /v1/datasets")
+    if spec.dataset.archive:
+        ready_archive(session, tenant_id, spec.dataset)  # uploaded and checked by a worker
     return model

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from shared import pipeline
-from shared.audits.datasets import dataset_key
+from shared.audits.datasets import dataset_key, dataset_limits
 from shared.benchmarks.items import Dataset
 from shared.benchmarks.loaders import extract_archive, load_dataset
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
 from shared.faults import raise_if_transient
 from shared.jobs.store import now
+from shared.liveness import held_elsewhere, live_workers, worker_id
 from shared.media.checks import check_media
 from shared.models import RobustModel
 from shared.pipeline import Message
@@ -38,9 +39,9 @@ from shared.robust_models.store import (
     fail_robust_model,
     file_key,
     is_current,
+    lost_robust_models,
     record_progress,
     spec_of,
-    stale_robust_models,
     succeed,
 )
 from shared.storage import ObjectStore
@@ -63,9 +64,9 @@ class TrainingData:
 def robustify(settings: Settings, model_id: str) -> list[Message]:
     """Claim the run, train, upload the checkpoint, record the result (nothing follows)."""
     with locked_unfinished(settings.database_url, RobustModel, model_id) as (session, row):
-        if row is None:
-            return []
-        attempt, spec, source, tenant = claim(row), spec_of(row), row.source_model, str(row.tenant_id)
+        if row is None or held_elsewhere(session, settings, row.claimed_by):
+            return []  # a duplicate message: a live worker is training it
+        attempt, spec, source, tenant = claim(row, worker_id()), spec_of(row), row.source_model, str(row.tenant_id)
     try:
         record, files = train_and_upload(settings, model_id, attempt, spec, source, tenant)
     except Stopped:
@@ -192,7 +193,7 @@ def training_data(
         items = [(render(scene), q, a) for scene, pairs in held_out for q, a in pairs][: spec.validation_items]
         return TrainingData(images, _columns(items))
     assert d.archive is not None
-    root = extract_archive(store.get(dataset_key(tenant, d.archive)), workdir)
+    root = extract_archive(store.get(dataset_key(tenant, d.archive)), workdir, dataset_limits(settings))
     return archive_data(load_dataset(d.format, root, **d.options), spec.validation_items, settings)  # type: ignore[arg-type]
 
 
@@ -219,7 +220,8 @@ def _columns(items: list[tuple[Any, str, str]]) -> tuple[list[Any], list[str], l
 
 
 def sweep_robust_models(settings: Settings) -> list[Message]:
-    """Re-send every unfinished run untouched for ``stale_after_s`` (its worker or message was lost)."""
+    """Re-send every unfinished run whose worker died, or untouched for ``stale_after_s`` (its message was lost)."""
     older_than = now() - timedelta(seconds=settings.stale_after_s)
     with session_scope(settings.database_url) as session:
-        return [m for row in stale_robust_models(session, older_than) for m in pipeline.resume_robust_model(row)]
+        lost = lost_robust_models(session, older_than, live_workers(session, settings))
+        return [m for row in lost for m in pipeline.resume_robust_model(row)]

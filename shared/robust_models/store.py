@@ -12,11 +12,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict
 from shared.jobs.store import now
+from shared.liveness import claimed_by_the_dead
 from shared.models import RobustModel
 from shared.robust_models.spec import RobustifySpec
 
@@ -45,9 +46,9 @@ def create_robust_model(session: Session, tenant_id: uuid.UUID, spec: RobustifyS
     return row
 
 
-def claim(row: RobustModel) -> int:
-    """A new training attempt (the first, or a restart after a lost worker): returns its number."""
-    row.attempt += 1
+def claim(row: RobustModel, worker: str) -> int:
+    """A new training attempt by ``worker`` (the first, or a restart after a lost worker): returns its number."""
+    row.attempt, row.claimed_by = row.attempt + 1, worker
     row.status, row.steps_done, row.loss = "training", 0, None
     row.started_at = row.started_at or now()
     row.touched_at = now()
@@ -82,14 +83,13 @@ def cancel_robust_model(row: RobustModel) -> None:
     row.status, row.finished_at = "cancelled", now()
 
 
-def stale_robust_models(session: Session, older_than: datetime) -> list[RobustModel]:
-    """Unfinished runs nobody touched since ``older_than`` (training touches its row every few
-    seconds), locked; their clocks are reset so each is re-sent once per bound."""
-    rows = session.scalars(
-        select(RobustModel)
-        .where(RobustModel.finished_at.is_(None), RobustModel.touched_at < older_than)
-        .with_for_update(skip_locked=True)
-    ).all()
+def lost_robust_models(session: Session, older_than: datetime, live: set[str]) -> list[RobustModel]:
+    """Unfinished runs whose worker died, or that nobody touched since ``older_than`` (training
+    touches its row every few seconds), locked; claims dropped and clocks reset, so each is
+    re-sent once per bound."""
+    lost = or_(claimed_by_the_dead(RobustModel.claimed_by, live), RobustModel.touched_at < older_than)
+    query = select(RobustModel).where(RobustModel.finished_at.is_(None), lost)
+    rows = session.scalars(query.with_for_update(skip_locked=True)).all()
     for row in rows:
-        row.touched_at = now()
+        row.claimed_by, row.touched_at = None, now()
     return list(rows)

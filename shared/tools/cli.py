@@ -10,17 +10,22 @@ import typing
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from httpx import HTTPError
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
+from shared.errors import DomainError
 from shared.jobs.options import SingleDefenseOptions
 from shared.smoothing.types import Certificate, RefusalVote, SmoothConfig, SmoothResult, noise_space_for
 from shared.tools import robustify_cli
+
+if TYPE_CHECKING:
+    from shared.tenants import KeyInfo
 
 SHORT_FLAGS = {"num_samples": "-n"}
 NEGATED_FLAGS = {"include_clean": "--no-clean"}  # a default-on option is a flag that turns it off
@@ -43,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     create_key = keys.add_parser("create", help="create an API key for a tenant (shown once)")
     create_key.add_argument("tenant", help="tenant name")
     create_key.add_argument("--name", default=None, help="a label for the key")
+    list_keys = keys.add_parser("list", help="list API keys: prefix, name, tenant, created, revoked, last used")
+    list_keys.add_argument("--tenant", default=None, help="only this tenant's keys")
+    revoke = keys.add_parser("revoke", help="revoke an API key: refused from the next request on")
+    revoke.add_argument("key", metavar="PREFIX|ID", help="the key's shown prefix (sg_…) or its id")
     _service_parsers(sub)
     _audit_parsers(sub)
     robustify_cli.add_parser(sub)
@@ -243,11 +252,27 @@ def _winner(r: SmoothResult) -> int | None:
     return next((s.cluster for s in r.samples if s.selected), None)
 
 
+def format_keys(keys: list[KeyInfo]) -> str:
+    """One line per key, under a header; times in UTC to the minute."""
+
+    def when(t: datetime | None) -> str:
+        return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
+
+    head = ["id", "prefix", "name", "tenant", "created", "revoked", "last used"]
+    rows = [head] + [
+        [str(k.id), k.prefix, k.name or "-", k.tenant, when(k.created_at), when(k.revoked_at), when(k.last_used_at)]
+        for k in keys
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    rows.insert(1, ["-" * w for w in widths])
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
 def admin(args: argparse.Namespace) -> str:
-    """``migrate``, ``tenants create``, ``keys create`` against the configured database."""
+    """``migrate``, ``tenants create``, ``keys create|list|revoke`` against the configured database."""
     from shared.config import get_settings
     from shared.db import migrate, session_scope
-    from shared.tenants import create_api_key, create_tenant, get_tenant
+    from shared.tenants import create_api_key, create_tenant, get_tenant, list_api_keys, revoke_api_key
 
     url = get_settings().database_url
     if args.command == "migrate":
@@ -257,6 +282,12 @@ def admin(args: argparse.Namespace) -> str:
         if args.command == "tenants":
             tenant = create_tenant(session, name=args.name)
             return f"tenant {tenant.name} created: {tenant.id}"
+        if args.action == "list":
+            keys = list_api_keys(session, tenant=args.tenant)
+            return format_keys(keys) if keys else "no API keys"
+        if args.action == "revoke":
+            info = revoke_api_key(session, args.key)
+            return f"API key {info.prefix} ({info.id}) of {info.tenant}: revoked since {info.revoked_at:%Y-%m-%d %H:%M:%S%z}"
         row, key = create_api_key(session, tenant=get_tenant(session, name=args.tenant), name=args.name)
         return f"API key for {args.tenant} (shown once, stored hashed; prefix {row.prefix}):\n{key}"
 
@@ -287,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(getattr(services, args.command)(args))
         result = defend(args)
-    except (ValueError, OSError, SQLAlchemyError, RuntimeError, HTTPError) as exc:  # bad input, a service not there
+    # bad input (ValueError, DomainError: refused by the domain), a service not there
+    except (ValueError, DomainError, OSError, SQLAlchemyError, RuntimeError, HTTPError) as exc:
         print(f"smoothguard: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))

@@ -41,6 +41,15 @@ def wait_audit(client, key, audit_id, timeout=300, until=lambda a: a["finished_a
     return audit
 
 
+def wait_dataset(client, key, dataset_id, timeout=60):
+    """An uploaded archive once a worker has checked it (``ready`` or ``invalid``)."""
+    deadline = time.monotonic() + timeout
+    while (dataset := client.get(f"/v1/datasets/{dataset_id}", headers=auth(key)).json())["status"] == "validating":
+        assert time.monotonic() < deadline, dataset
+        time.sleep(0.2)
+    return dataset
+
+
 def items(database, audit_id):
     with session_scope(database) as s:
         rows = s.scalars(select(AuditItem).where(AuditItem.audit_id == uuid.UUID(audit_id)).order_by(AuditItem.index))
@@ -110,8 +119,8 @@ def test_audit_runs_end_to_end_with_report_and_webhook(client, keys, spawn_worke
 
 
 def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(client, keys, spawn_worker, settings):
-    """Chunk 0 is attacked and stored; the worker dies in chunk 1; a new worker (after the broker's
-    visibility timeout) finishes the audit and leaves chunk 0's attack results untouched."""
+    """Chunk 0 is attacked and stored; the worker dies in chunk 1; the sweeper sees the dead worker's
+    claim and re-sends chunk 1; a new worker finishes the audit and leaves chunk 0's results untouched."""
     key = keys["alpha"]
     spawn_worker(("cpu", "audits"))
     gpu = spawn_worker(("gpu",))
@@ -129,8 +138,7 @@ def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(clie
     os.kill(gpu.pid, signal.SIGKILL)
     gpu.wait()
     assert sorted(before) == [0, 1], before  # exactly the first chunk was done when the worker died
-    time.sleep(4.5)  # the broker's visibility timeout (4 s in the tests): a starting worker restores the message
-    spawn_worker(("gpu",))
+    spawn_worker(("gpu", "--beat"), SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S="3600")  # not the broker: the sweeper
     audit = wait_audit(client, key, audit_id, timeout=400)
     assert audit["status"] == "succeeded", audit
     after = {i: (at, out) for i, at, out, _ in items(settings.database_url, audit_id)}
@@ -210,10 +218,12 @@ def test_an_uploaded_pope_archive_is_audited(client, keys, spawn_worker, pope_ar
     r = client.post(
         "/v1/datasets", headers=auth(key), files={"file": ("pope.zip", pope_archive)}, data={"format": "pope"}
     )
-    assert r.status_code == 201 and r.json()["items"] == 2, r.text
+    assert r.status_code == 202 and r.json()["status"] == "validating", r.text
     spawn_worker(QUEUES)
+    dataset = wait_dataset(client, key, r.json()["id"])
+    assert dataset["status"] == "ready" and dataset["items"] == 2, dataset
     spec = {
-        "dataset": {"format": "pope", "archive": r.json()["id"]},
+        "dataset": {"format": "pope", "archive": dataset["sha256"]},
         "attacks": [{"name": "universal", "steps": 3, "universal_prompts": 2}],
         "defense": {"sigmas": [0.1], "num_samples": 2, "max_new_tokens": 4},
     }

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.audits.test_audits import QUEUES, wait_audit
+from tests.audits.test_audits import QUEUES, wait_audit, wait_dataset
 from tests.benchmarks.test_judges import guard_path  # noqa: F401  (the tiny guard checkpoint fixture)
 from tests.benchmarks.test_refusal_voting import write_mm_safety
 from tests.helpers import auth
@@ -39,10 +39,12 @@ def test_a_safety_set_audited_with_refusal_aware_voting_and_the_llm_judge(
     r = client.post(
         "/v1/datasets", headers=auth(key), files={"file": ("mm.zip", archive)}, data={"format": "mm-safetybench"}
     )
-    assert r.status_code == 201 and r.json()["items"] == 2, r.text
+    assert r.status_code == 202, r.text
     spawn_worker(QUEUES)
+    dataset = wait_dataset(client, key, r.json()["id"])
+    assert dataset["status"] == "ready" and dataset["items"] == 2, dataset
     spec = {
-        "dataset": {"format": "mm-safetybench", "archive": r.json()["id"]},
+        "dataset": {"format": "mm-safetybench", "archive": dataset["sha256"]},
         "attacks": [{"name": "pgd", "steps": 1}],
         "defense": {"sigmas": [0.1], "num_samples": 4, "max_new_tokens": 4, "refusal_threshold": 0.25},
         "judge": f"llm:{guard_path}",

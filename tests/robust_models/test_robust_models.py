@@ -131,7 +131,7 @@ def settings_tenant(settings, model_id):
     [
         ({"model": "no/such-model"}, "unknown model"),
         ({"minutes": 10_000}, "the limit is 45"),
-        ({"dataset": {"format": "pope", "archive": "0" * 64}}, "no archive"),
+        ({"dataset": {"format": "pope", "archive": "0" * 64}}, "no pope archive"),
         ({"batch": 0}, "batch"),
         ({"noise_space": "waveform"}, "noise_space"),
         ({"dataset": {"format": "mm-safetybench", "archive": "0" * 64}}, "validation_items"),
@@ -174,8 +174,8 @@ def test_a_worker_killed_mid_training_the_run_restarts_and_finishes(client, keys
     wait_robust(client, key, run["id"], lambda b: b["progress"]["steps"] > 0)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    time.sleep(4.5)  # the broker's visibility timeout (4 s in the tests): the message comes back
-    spawn_worker(("gpu",))
+    spawn_worker(("cpu", "--beat"))  # the sweeper sees the dead worker's claim and re-sends the run
+    spawn_worker(("gpu",), SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S="3600")  # not the broker's redelivery
     body = wait_robust(client, key, run["id"], finished, timeout=300)
     assert body["status"] == "succeeded" and body["attempt"] == 2, body
     assert body["record"]["steps"] == 150 and body["progress"]["steps"] == 150

@@ -1,9 +1,11 @@
-"""Lost work comes back: a GPU worker killed with SIGKILL mid-round, a job whose message was lost.
-Real PostgreSQL, Redis, S3 and worker processes started by the launcher."""
+"""Lost work comes back: a GPU worker killed with SIGKILL mid-round (within the liveness bound,
+not the broker's visibility timeout), a job whose message was lost. Real PostgreSQL, Redis, S3 and
+worker processes started by the launcher."""
 
 import signal
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -59,26 +61,40 @@ def wait_until(predicate, timeout=120, what="condition"):
     return value
 
 
+# a worker beats every second and is dead after 3 s of silence; the sweeper looks every second; the
+# broker would hand the killed worker's message out again only after an hour
+LIVENESS = {
+    "SMOOTHGUARD_WORKER_HEARTBEAT_S": "1",
+    "SMOOTHGUARD_WORKER_TIMEOUT_S": "3",
+    "SMOOTHGUARD_SWEEP_INTERVAL_S": "1",
+    "SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S": "3600",
+}
+
+
 def test_gpu_worker_killed_mid_round_the_job_completes_once_with_the_same_answer(
     database, store, spawn_worker, queue, slow_model
 ):
     config = SmoothConfig(num_samples=127, max_new_tokens=400, seed=7)
-    first = spawn_worker(("gpu",))
-    killed = new_job(database, store, slow_model, config)
+    first = spawn_worker(("gpu",), **LIVENESS)
+    killed = new_job(database, store, slow_model, config, dispatched_at=datetime.now(UTC))
     queue.send([Message(Step.SAMPLE_ROUND, (killed, 0))])
     wait_until(lambda: read(database, killed)[0].started_at, what="the round to start")
     time.sleep(1.0)  # inside the ~5 s batched generate
     first.send_signal(signal.SIGKILL)
     first.wait(10)
+    killed_at = time.monotonic()
     job, texts = read(database, killed)
     assert job.rounds_done == 0 and texts == [] and job.finished_at is None  # killed mid-round: nothing written
+    assert job.claimed_by is not None  # the dead worker's claim
 
-    time.sleep(4.5)  # the broker's visibility timeout (4 s in the tests) passes; the message is redelivered
-    spawn_worker(("gpu", "cpu"))
-    job = wait_until(lambda: (j := read(database, killed)[0]).finished_at and j, timeout=180, what="the job")
+    spawn_worker(("gpu", "cpu", "--beat"), **LIVENESS)  # the sweeper finds the dead claim and re-sends
+    retaken = lambda: read(database, killed)[0].claimed_by not in (None, job.claimed_by)  # noqa: E731
+    wait_until(retaken, timeout=60, what="a live worker to take the round again")
+    print(f"a new worker took the killed round {time.monotonic() - killed_at:.1f} s after the kill")
+    job = wait_until(lambda: (j := read(database, killed)[0]).finished_at and j, timeout=300, what="the job")
     reference = new_job(database, store, slow_model, config)  # the same request, never interrupted
     queue.send([Message(Step.SAMPLE_ROUND, (reference, 0))])
-    ref = wait_until(lambda: (j := read(database, reference)[0]).finished_at and j, timeout=180, what="the reference")
+    ref = wait_until(lambda: (j := read(database, reference)[0]).finished_at and j, timeout=300, what="the reference")
 
     (_, texts), (_, ref_texts) = read(database, killed), read(database, reference)
     assert job.status == ref.status and job.result["answer"] == ref.result["answer"]
@@ -88,13 +104,10 @@ def test_gpu_worker_killed_mid_round_the_job_completes_once_with_the_same_answer
 
 
 def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_worker, queue):
-    from datetime import UTC, datetime, timedelta
-
     from shared.config import DEMO_MODEL
 
-    lost = new_job(
-        database, store, str(DEMO_MODEL), SmoothConfig(seed=3), touched_at=datetime.now(UTC) - timedelta(seconds=30)
-    )
+    long_ago = datetime.now(UTC) - timedelta(seconds=30)
+    lost = new_job(database, store, str(DEMO_MODEL), SmoothConfig(seed=3), touched_at=long_ago, dispatched_at=long_ago)
     spawn_worker(("gpu", "cpu"), SMOOTHGUARD_STALE_AFTER_S="10")
     queue.send([Message(Step.SWEEP)])
     job = wait_until(lambda: (j := read(database, lost)[0]).finished_at and j, timeout=120, what="the swept job")
@@ -103,10 +116,12 @@ def test_sweeper_finishes_a_job_whose_message_was_lost(database, store, spawn_wo
         assert s.scalar(select(func.count(SampleRow.id)).where(SampleRow.job_id == job.id)) == 11
 
 
-def test_the_sweeper_is_scheduled():
+def test_the_sweeper_and_the_dispatcher_are_scheduled():
     from shared.config import Settings
 
-    assert make_app(Settings()).conf.beat_schedule["sweep"]["task"] == Step.SWEEP == "cpu.sweep"
+    schedule = make_app(Settings()).conf.beat_schedule
+    assert schedule["sweep"]["task"] == Step.SWEEP == "cpu.sweep"
+    assert schedule["dispatch"]["task"] == Step.DISPATCH == "cpu.dispatch"
 
 
 def test_each_queue_gets_only_its_own_tasks(settings):

@@ -1,0 +1,85 @@
+"""Dispatching: a job's first round goes on the GPU queue only while its tenant has fewer than
+``tenant_max_dispatched`` jobs there; the others wait in the database, oldest first (a tenant's
+interactive jobs before its audits' defense jobs). One tenant's backlog therefore delays another
+tenant's first job by at most that many rounds per busy tenant, and the broker's queue stays short
+enough that the sweeper can tell a waiting job from a lost message.
+
+The database row is the outbox: a job committed while the broker was down stays undispatched and
+is sent by the next dispatch (a submit, a finished job, or the periodic ``cpu.dispatch``).
+Messages are sent before the transaction that marks them dispatched commits: a crash in between
+sends a duplicate later (harmless: a round is claimed once), never loses one."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import pipeline
+from shared.config import Settings
+from shared.db import session_scope
+from shared.faults import QueueUnavailable
+from shared.jobs.store import now
+from shared.models import Job, Tenant
+from shared.pipeline import Sender
+
+log = logging.getLogger(__name__)
+UNFINISHED = ("queued", "running")
+
+
+def dispatch(settings: Settings, sender: Sender, tenant_id: str | uuid.UUID | None = None) -> int:
+    """Send the waiting jobs of ``tenant_id`` (every tenant: None) that free slots allow; how many.
+    ``QueueUnavailable`` when the broker is down (nothing is marked: the next dispatch sends them)."""
+    sent = 0
+    for tenant in waiting_tenants(settings, tenant_id):
+        with session_scope(settings.database_url) as session:
+            # one dispatcher per tenant at a time (NO KEY UPDATE: submits that insert jobs are not blocked)
+            session.get(Tenant, tenant, with_for_update={"key_share": True})
+            jobs = next_jobs(session, tenant, settings.tenant_max_dispatched - in_flight(session, tenant))
+            sender.send([m for job in jobs for m in pipeline.after_submit(job)])
+            for job in jobs:
+                job.dispatched_at = job.touched_at = now()
+            sent += len(jobs)
+    return sent
+
+
+def waiting_tenants(settings: Settings, tenant_id: str | uuid.UUID | None) -> list[uuid.UUID]:
+    """Tenants with jobs not dispatched yet (only ``tenant_id``, when given)."""
+    with session_scope(settings.database_url) as session:
+        query = select(Job.tenant_id).where(Job.status == "queued", Job.dispatched_at.is_(None)).distinct()
+        if tenant_id is not None:
+            query = query.where(Job.tenant_id == uuid.UUID(str(tenant_id)))
+        return list(session.scalars(query))
+
+
+def in_flight(session: Session, tenant_id: uuid.UUID) -> int:
+    """The tenant's dispatched, unfinished jobs."""
+    query = select(func.count(Job.id)).where(
+        Job.tenant_id == tenant_id, Job.status.in_(UNFINISHED), Job.dispatched_at.is_not(None)
+    )
+    return session.scalar(query) or 0
+
+
+def next_jobs(session: Session, tenant_id: uuid.UUID, free: int) -> list[Job]:
+    """The tenant's next ``free`` waiting jobs, locked: interactive ones first, then oldest first."""
+    if free <= 0:
+        return []
+    query = (
+        select(Job)
+        .where(Job.tenant_id == tenant_id, Job.status == "queued", Job.dispatched_at.is_(None))
+        .order_by(Job.audit_item_id.is_not(None), Job.created_at, Job.id)
+        .limit(free)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def dispatch_now(settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> None:
+    """Dispatch after a submit; with the broker down the job stays committed and waiting, and the
+    periodic dispatch sends it once the broker is back (the submit still succeeds)."""
+    try:
+        dispatch(settings, sender, tenant_id)
+    except QueueUnavailable:
+        log.warning("the queue is unavailable: tenant %s's jobs wait for the next dispatch", tenant_id)
