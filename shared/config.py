@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = 4096 * 4096
     max_image_side: int = 4096  # longest side in pixels, read from the header before decoding
     max_aspect_ratio: float = 20.0  # longest : shortest side
+    max_noise_side: int = 1024  # pixel-space noise is drawn on the image area-downscaled to this longest side
     max_audio_seconds: float = 60.0
     max_audit_items: int = 5000  # items per audit (each fans out to variants × σ defense jobs)
     max_dataset_bytes: int = 512 * 2**20  # an uploaded benchmark archive

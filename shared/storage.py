@@ -10,6 +10,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 
@@ -18,6 +19,14 @@ from shared.config import Settings
 
 def media_key(tenant_id: str, sha256: str) -> str:
     return f"media/{tenant_id}/{sha256}"
+
+
+def http() -> urllib3.PoolManager:
+    """Short connect timeouts and one quick retry (the client's default retries a refused
+    connection 5 times, ~6 s, per call): an S3 outage becomes a fault the task wrapper retries with
+    its own backoff, and the API's 503, at once."""
+    retry = urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504])
+    return urllib3.PoolManager(timeout=urllib3.Timeout(connect=3.0, read=120.0), retries=retry, maxsize=10)
 
 
 class ObjectStore:
@@ -32,7 +41,9 @@ class ObjectStore:
         public_endpoint: str = "",
         region: str = "us-east-1",
     ):
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        self.client = Minio(
+            endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http()
+        )
         # presigned links are signed for the host callers use (signing is local: no request is made)
         self.public = Minio(
             public_endpoint or endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region

@@ -163,6 +163,15 @@ class AuditSpec(Strict):
             raise ValueError("at most one universal attack (its image is made once per audit)")
         return v
 
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, v: str | None) -> str | None:
+        from shared.benchmarks.judges import KNOWN_JUDGES, is_known_judge
+
+        if v is not None and not is_known_judge(v):
+            raise ValueError(f"unknown judge {v!r}; known: {', '.join(KNOWN_JUDGES)}")
+        return v
+
     def variants(self) -> list[str]:
         """What gets answered per item: the clean image, then one adversarial image per attack."""
         return [CLEAN_VARIANT, *(a.variant for a in self.attacks)]

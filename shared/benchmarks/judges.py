@@ -272,6 +272,11 @@ def _uses_content_parts(template: Any) -> bool:
     return "['type']" in text or "'type'" in text or '"type"' in text or ".type" in text
 
 
+def is_known_judge(spec: str) -> bool:
+    """Whether ``make_judge`` takes ``spec`` (checked when an audit is submitted, not at its report)."""
+    return spec in ("match", "refusal", "similarity") or (spec.startswith("llm:") and bool(spec[4:].strip()))
+
+
 def make_judge(spec: str, *, embedder: Embedder | None = None) -> Judge:
     """``match`` | ``refusal`` | ``similarity`` | ``llm:<model path>``."""
     if spec == "match":

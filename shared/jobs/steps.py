@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from shared import pipeline
@@ -41,7 +42,7 @@ from shared.jobs.store import (
     start,
 )
 from shared.liveness import held_elsewhere, live_workers, worker_id
-from shared.media.decode import load_audio, load_image
+from shared.media.decode import Waveform, fit_side, load_audio, load_image
 from shared.models import Job, Media
 from shared.pipeline import Message
 from shared.smoothing.noise import plan_round
@@ -97,10 +98,19 @@ def round_input(session: Session, job: Job) -> RoundInput:
 def generate(settings: Settings, source: RoundInput, round_index: int) -> tuple[list[CandidateSpec], list[Generation]]:
     """The round's candidates (seeded, so a redelivery makes the same ones) and their generations."""
     data = ObjectStore.from_settings(settings).get(source.object_key)
-    content = load_image(data) if source.modality == "image" else load_audio(data)
+    content = decoded(settings, source, data)
     specs = plan_round(source.config, round_index)
     generator = load_generator(source.model, settings=settings)
     return specs, generator.generate(content, source.prompt, specs, max_new_tokens=source.config.max_new_tokens)
+
+
+def decoded(settings: Settings, source: RoundInput, data: bytes) -> Image.Image | Waveform:
+    """The round's input: the audio, or the image — area-downscaled to ``max_noise_side`` for pixel
+    noise (noise drawn on a 4096² image would cost the worker gigabytes per round)."""
+    if source.modality != "image":
+        return load_audio(data)
+    image = load_image(data)
+    return fit_side(image, settings.max_noise_side) if source.config.noise_space == "pixel" else image
 
 
 def vote(settings: Settings, job_id: str) -> list[Message]:

@@ -27,6 +27,17 @@ def load_image(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
+def fit_side(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` area-averaged down so that its longest side is at most ``max_side`` (unchanged
+    when it fits). Area averaging never lengthens a perturbation (its L2 norm only shrinks), so a
+    radius certified on the result covers the original's perturbations of that norm too."""
+    w, h = image.size
+    if max(w, h) <= max_side:
+        return image
+    scale = max_side / max(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+
+
 def load_audio(data: bytes) -> Waveform:
     import soundfile as sf
 

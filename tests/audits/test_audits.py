@@ -156,6 +156,7 @@ def test_audit_input_is_checked_before_anything_is_stored(client, keys, settings
     assert post(small_spec(model="no/such-model")).status_code == 422
     assert post(small_spec(attacks=[{"name": "pgd"}, {"name": "pgd"}])).status_code == 422
     assert post(small_spec(attacks=[{"name": "fgsm"}])).status_code == 422
+    assert post(small_spec(judge="gpt-judge")).status_code == 422  # checked now, not after the GPU work
     assert post(small_spec(defense={"sigmas": [-0.1]})).status_code == 422
     r = post(small_spec(dataset={"format": "shapes", "count": 5000}))
     assert r.status_code == 422 and "limit" in r.json()["detail"]

@@ -91,3 +91,19 @@ def test_the_lock_yields_no_row_for_a_finished_or_missing_one(database, store):
     for row_id in (finished, uuid.uuid4()):
         with locked_unfinished(database, Job, row_id) as (_, job):
             assert job is None
+
+
+def test_pixel_noise_is_drawn_on_the_image_downscaled_to_max_noise_side(settings_of):
+    import io
+
+    from PIL import Image
+
+    from shared.jobs.steps import RoundInput, decoded
+
+    buf = io.BytesIO()
+    Image.open(DEMO_IMAGE).convert("RGB").resize((3000, 1500)).save(buf, format="PNG")
+    s = settings_of.model_copy(update={"max_noise_side": 600})
+    pixel = RoundInput("k", "image", "p", "m", SmoothConfig(noise_space="pixel"))
+    normalized = RoundInput("k", "image", "p", "m", SmoothConfig(noise_space="normalized"))
+    assert decoded(s, pixel, buf.getvalue()).size == (600, 300)
+    assert decoded(s, normalized, buf.getvalue()).size == (3000, 1500)  # the processor's own resize

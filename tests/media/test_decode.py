@@ -26,3 +26,20 @@ def test_resample_keeps_duration():
     out = resample(wave, 16000)
     assert out.sample_rate == 16000 and len(out.samples) == 16000 and out.samples.dtype == np.float32
     assert resample(wave, 8000) is wave
+
+
+def test_fit_side_area_downscales_only_what_is_larger_and_never_lengthens_a_perturbation():
+    import numpy as np
+    from PIL import Image
+
+    from shared.media.decode import fit_side
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 200, (300, 1200, 3), dtype=np.uint8)
+    delta = rng.integers(0, 40, x.shape, dtype=np.uint8)
+    small = Image.fromarray(x[:100, :100])
+    assert fit_side(small, 256) is small
+    clean, attacked = fit_side(Image.fromarray(x), 256), fit_side(Image.fromarray(x + delta), 256)
+    assert clean.size == (256, 64)  # the aspect ratio kept
+    shrunk = np.asarray(attacked, dtype=np.float64) - np.asarray(clean, dtype=np.float64)
+    assert np.linalg.norm(shrunk) <= np.linalg.norm(delta.astype(np.float64))

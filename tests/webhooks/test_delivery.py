@@ -47,7 +47,7 @@ def test_job_result_arrives_by_signed_webhook(client, keys, worker, receiver):
     assert hook.verified is True and hook.headers["webhook-id"] == f"msg_{job_id.replace('-', '')}"
     assert hook.json["type"] == "job.completed" and hook.json["data"]["job_id"] == job_id
     assert hook.json["data"]["answer"] == body["answer"] == "red" and hook.json["data"]["url"].endswith(job_id)
-    (attempt,) = deliveries(client, keys["alpha"], job_id)
+    (attempt,) = _wait_deliveries(client, keys["alpha"], job_id, 1)  # recorded as its transaction commits
     assert attempt["status_code"] == 200 and attempt["attempt"] == 1 and attempt["latency_ms"] > 0
 
 
