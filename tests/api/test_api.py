@@ -39,27 +39,6 @@ def test_missing_or_bad_keys_are_401(client, keys, headers):
     assert r.status_code == 401 and r.json()["status"] == 401
 
 
-@pytest.mark.parametrize(
-    ("data", "form", "reason"),
-    [
-        (b"", {}, "empty"),
-        (b"definitely not media", {}, "neither an image nor audio"),
-        (None, {"sigma": "-1"}, "sigma"),
-        (None, {"num_samples": "100000"}, "num_samples"),
-        (None, {"noise_space": "waveform"}, None),
-        (None, {"clustering": "dbscan"}, "clustering"),
-    ],
-)
-def test_bad_input_is_a_problem_and_stores_nothing(client, keys, settings, store, data, form, reason):
-    before = len(list(store.client.list_objects(store.bucket, recursive=True)))
-    r = post_job(client, keys["alpha"], data=data, **form)
-    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
-    if reason:
-        assert reason in r.json()["detail"]
-    assert counts(settings) == (0, 0)
-    assert len(list(store.client.list_objects(store.bucket, recursive=True))) == before
-
-
 def test_end_to_end_through_a_real_worker(client, keys, worker):
     job_id = post_job(client, keys["alpha"], seed="3").json()["id"]
     deadline = time.monotonic() + 180
