@@ -1,5 +1,5 @@
 """The one place errors become RFC 9457 problem+json: the domain's (``shared.errors``) by kind
-(``shared.quotas.OverLimit``, a rate limit or quota used up: 429 with ``Retry-After``), Starlette's
+(``shared.errors.OverLimit``, a rate limit or quota used up: 429 with ``Retry-After``), Starlette's
 HTTP errors (routing's 404/405, body parsing's 400, the API's own 401/415/422) and request
 validation's 422."""
 
@@ -12,9 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import Conflict, DomainError, Invalid, NotFound
+from shared.errors import Conflict, DomainError, Invalid, NotFound, OverLimit
 from shared.faults import TRANSIENT_ERRORS, is_transient
-from shared.quotas import OverLimit
 
 PROBLEM = "application/problem+json"
 TITLES = {

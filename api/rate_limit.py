@@ -21,7 +21,7 @@ from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
 from shared.config import Settings
-from shared.quotas import OverLimit
+from shared.errors import OverLimit
 
 log = logging.getLogger(__name__)
 PAUSE_S = 5.0  # after Redis failed, serve without asking it for this long

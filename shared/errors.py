@@ -22,3 +22,11 @@ class Conflict(DomainError):
 
 class InProgress(Conflict):
     """Another request with the same Idempotency-Key is being processed; retrying shortly may succeed."""
+
+
+class OverLimit(DomainError):
+    """A rate limit or a quota is used up; the same request may succeed after ``retry_after_s`` seconds."""
+
+    def __init__(self, detail: str, retry_after_s: int):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

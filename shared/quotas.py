@@ -17,16 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.errors import DomainError
+from shared.errors import OverLimit
 from shared.models import Audit, Job, RobustModel, Tenant
-
-
-class OverLimit(DomainError):
-    """A rate limit or a quota is used up; the same request may succeed after ``retry_after_s`` seconds."""
-
-    def __init__(self, detail: str, retry_after_s: int):
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
 
 
 class Work(StrEnum):

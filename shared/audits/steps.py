@@ -170,7 +170,7 @@ def attack_chunk(settings: Settings, audit_id: str, chunk: int) -> list[Message]
             return []
         spec, model = spec_of(audit), audit.model
         unattacked = [i for i in items_of(session, audit.id, chunk) if i.attacked_at is None]
-        if any(held_elsewhere(session, settings, i.claimed_by) for i in unattacked):
+        if any(held_elsewhere(session, settings, claim) for claim in {i.claimed_by for i in unattacked}):
             return []  # a duplicate: a live worker is attacking this chunk
         for item in unattacked:
             item.claimed_by = worker_id()

@@ -21,7 +21,7 @@ from shared.models import Audit, Delivery, Job, WebhookEndpoint, WebhookEvent
 from shared.webhooks import transport
 from shared.webhooks.endpoints import active_secrets, endpoint_for
 from shared.webhooks.policy import Outcome, Unresolved, classify
-from shared.webhooks.schedule import end, is_claimed, locked_event, settle, start_series
+from shared.webhooks.schedule import end, is_claimed, locked_event, owner, settle, start_series
 from shared.webhooks.signing import headers
 
 Subject = TypeVar("Subject", Job, Audit)
@@ -81,11 +81,6 @@ def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
 def message_id(subject: Job | Audit) -> str:
     """The ``webhook-id``: one per job or audit event, the same on every retry and redelivery (receivers dedupe)."""
     return f"msg_{subject.id.hex}"
-
-
-def owner(subject: Job | Audit) -> dict[str, Any]:
-    """The delivery row's link to what it reports on."""
-    return {"audit_id": subject.id} if isinstance(subject, Audit) else {"job_id": subject.id}
 
 
 def attempt(session: Session, s: Settings, subject: Job | Audit, endpoint: WebhookEndpoint, number: int) -> Outcome:

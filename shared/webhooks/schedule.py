@@ -44,13 +44,12 @@ def schedule_webhook(session: Session, settings: Settings, subject: Job | Audit 
         return
     now = datetime.now(UTC)
     earlier = session.scalar(select(func.count(Delivery.id)).where(owned_by(Delivery, subject))) or 0
-    row = {"audit_id": subject.id} if isinstance(subject, Audit) else {"job_id": subject.id}
     session.execute(
         insert(WebhookEvent)
         .values(
             id=uuid.uuid4(),
             tenant_id=subject.tenant_id,
-            **row,
+            **owner(subject),
             state="pending",
             attempts=earlier + 1,  # a job finished before schedules existed may have deliveries
             retry=0,
@@ -69,6 +68,11 @@ def locked_event(session: Session, settings: Settings, subject: Job | Audit) -> 
         event = session.scalar(query)
     assert event is not None
     return event
+
+
+def owner(subject: Job | Audit) -> dict[str, uuid.UUID]:
+    """An event's (or a delivery row's) link to what it reports on."""
+    return {"audit_id": subject.id} if isinstance(subject, Audit) else {"job_id": subject.id}
 
 
 def owned_by(table: type[WebhookEvent] | type[Delivery], subject: Job | Audit) -> ColumnElement[bool]:
