@@ -23,7 +23,13 @@ class Settings(BaseSettings):
     embedder: str = DEFAULT_EMBEDDER
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
-    max_batch_size: int = 32  # candidates per generate() call; a round is chunked only by this
+    torch_threads: int = 0  # torch/BLAS threads of a worker or `defend`; 0: all cores (`up` shares them out)
+    max_batch_size: int = 64  # candidates per generate() call, rounds of several jobs together (lower it on small GPUs)
+    compile_generator: bool = False  # static KV cache + torch.compile'd decoding, warmed up at GPU-worker start
+    batch_buckets: str = "8,16,32,64,128"  # with compile_generator: batches padded to these sizes (≤ max_batch_size)
+    batch_across_jobs: bool = True  # a round takes other jobs' waiting rounds (same model) into its generate
+    batch_flush_ms: float = 0.0  # a round waits this long for company first (0: takes what waits already)
+    vote_batch_jobs: int = 32  # a vote takes up to this many other jobs' waiting votes (one embedding pass)
     hf_offline: bool = True  # never reach a model hub at run time
     database_url: str = "postgresql://postgres@127.0.0.1:5432/smoothguard"
     redis_url: str = "redis://127.0.0.1:6379/0"  # Celery broker

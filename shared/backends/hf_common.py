@@ -12,15 +12,26 @@ import torch
 import transformers
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, BatchFeature
 
+from shared.backends import compiled
 from shared.backends.torch_device import resolve_device, resolve_dtype, synchronize
-from shared.smoothing.types import CandidateSpec, Generation
+from shared.smoothing.types import CandidateSpec, Generation, RoundRequest
 
 
-def load_model(model_path: str, device: str, dtype: str, auto_class: Any = AutoModelForImageTextToText):
+def load_model(
+    model_path: str,
+    device: str,
+    dtype: str,
+    auto_class: Any = AutoModelForImageTextToText,
+    compile_buckets: tuple[int, ...] = (),
+):
+    """Processor, model and device; with ``compile_buckets``, a static KV cache and compiled
+    decoding, batches padded to those sizes (``shared.backends.compiled``)."""
     dev = resolve_device(device)
     processor = load_processor(model_path)
     processor.tokenizer.padding_side = "left"  # decoder-only batches generate from the right edge
     model = auto_class.from_pretrained(model_path, dtype=resolve_dtype(dtype, dev)).to(dev).eval()
+    if compile_buckets:
+        compiled.enable(model, compile_buckets)
     return processor, model, dev
 
 
@@ -69,7 +80,10 @@ def repeat_batch(inputs: BatchFeature, count: int, skip: tuple[str, ...] = ()) -
 def generate_batch(
     model, processor, batch: dict[str, torch.Tensor], device: torch.device, max_new_tokens: int
 ) -> list[Generation]:
-    """ONE greedy ``generate`` over the batch; only the new tokens are decoded."""
+    """ONE greedy ``generate`` over the batch; only the new tokens are decoded. A compiled model's
+    batch is padded to its bucket first; the padding rows' outputs are dropped."""
+    rows = batch["input_ids"].shape[0]
+    batch = compiled.pad_batch(batch, compiled.bucket_for(rows, getattr(model, compiled.BUCKETS_ATTR, ())))
     batch = {k: v.to(device) for k, v in batch.items()}
     if "pixel_values" in batch and batch["pixel_values"].is_floating_point():
         batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
@@ -84,9 +98,9 @@ def generate_batch(
         do_sample=False,
         num_beams=1,
         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-    )
+    )[:rows]
     synchronize(device)
-    ms = (time.perf_counter() - t0) * 1e3 / len(out)
+    ms = (time.perf_counter() - t0) * 1e3 / rows
     new = out[:, batch["input_ids"].shape[1] :].cpu()
     texts = processor.batch_decode(new, skip_special_tokens=True)
     return [Generation(t.strip(), _count_tokens(row, model), ms) for t, row in zip(texts, new, strict=False)]
@@ -109,10 +123,20 @@ class HFGenerator:
 
     auto_class: Any = AutoModelForImageTextToText
 
-    def __init__(self, model_path: str, *, device: str = "auto", dtype: str = "auto", max_batch_size: int = 32):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_batch_size: int = 32,
+        compile_buckets: tuple[int, ...] = (),
+    ):
         self.name = model_path
         self.max_batch_size = max_batch_size
-        self.processor, self.model, self.device = load_model(model_path, device, dtype, self.auto_class)
+        self.processor, self.model, self.device = load_model(
+            model_path, device, dtype, self.auto_class, compile_buckets
+        )
 
     def prepare(self, media: Any, prompt: str, specs: Sequence[CandidateSpec]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -120,11 +144,62 @@ class HFGenerator:
     def generate(
         self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
     ) -> list[Generation]:
-        out: list[Generation] = []
-        for part in chunks(list(candidates), self.max_batch_size):
-            batch = self.prepare(media, prompt, part)
-            out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
+        return self.generate_many([RoundRequest(media, prompt, candidates)], max_new_tokens=max_new_tokens)[0]
+
+    def generate_many(self, requests: Sequence[RoundRequest], *, max_new_tokens: int) -> list[list[Generation]]:
+        """Every request's candidates in ONE ``generate`` per ``max_batch_size`` candidates: each
+        request's part prepared on its own (its input, prompt and noise), then left-padded into one
+        batch. Parts whose inputs cannot share a batch (e.g. clips of different lengths) go alone."""
+        out: list[list[Generation]] = [[] for _ in requests]
+        flat = [(i, spec) for i, r in enumerate(requests) for spec in r.candidates]
+        for part in chunks(flat, self.max_batch_size):
+            owners = [i for i, _ in part]
+            parts = [
+                self.prepare(requests[i].media, requests[i].prompt, [s for j, s in part if j == i])
+                for i in dict.fromkeys(owners)
+            ]
+            gens: list[Generation] = []
+            for batch in merge_batches(parts, self.pad_token_id()):
+                gens += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
+            for i, gen in zip(owners, gens, strict=True):
+                out[i].append(gen)
         return out
+
+    def pad_token_id(self) -> int:
+        tok = self.processor.tokenizer
+        return int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+
+TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")  # [batch, sequence]
+
+
+def merge_batches(parts: list[dict[str, torch.Tensor]], pad_id: int) -> list[dict[str, torch.Tensor]]:
+    """Consecutive prepared batches joined into as few as their inputs allow: token tensors
+    left-padded to the longest (``pad_id``, attention 0), the rest concatenated along the batch
+    dimension — which needs equal shapes past it (a part that differs starts a new batch)."""
+    merged: list[list[dict[str, torch.Tensor]]] = []
+    for part in parts:
+        if merged and joinable(merged[-1][0], part):
+            merged[-1].append(part)
+        else:
+            merged.append([part])
+    return [join(group, pad_id) if len(group) > 1 else group[0] for group in merged]
+
+
+def joinable(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(k in TOKEN_KEYS or a[k].shape[1:] == b[k].shape[1:] for k in a)
+
+
+def join(group: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(p["input_ids"].shape[1] for p in group)
+
+    def left_pad(t: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (width - t.shape[1], 0), value=value)
+
+    return {
+        k: torch.cat([left_pad(p[k], pad_id if k == "input_ids" else 0) if k in TOKEN_KEYS else p[k] for p in group])
+        for k in group[0]
+    }
 
 
 def chunks(seq, size: int):

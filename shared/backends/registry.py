@@ -42,6 +42,10 @@ class Runtime(Protocol):
     @property
     def max_batch_size(self) -> int: ...
     @property
+    def compile_generator(self) -> bool: ...
+    @property
+    def batch_buckets(self) -> str: ...
+    @property
     def hf_offline(self) -> bool: ...
 
 
@@ -55,6 +59,8 @@ class LocalRuntime:
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = 32
+    compile_generator: bool = False
+    batch_buckets: str = "8,16,32,64,128"
     hf_offline: bool = True
 
 
@@ -79,13 +85,20 @@ def load_generator(model: str | None = None, backend: str | None = None, setting
     backend = backend or detect_backend(model)
     if backend not in GENERATORS:
         raise ValueError(f"unknown generator backend {backend!r}; known: {sorted(GENERATORS)}")
-    return _load_generator(backend, model, s.device, s.dtype, s.max_batch_size, s.hf_offline)
+    from shared.backends.compiled import compile_buckets
+
+    buckets = compile_buckets(s.compile_generator, s.batch_buckets, s.max_batch_size)
+    return _load_generator(backend, model, s.device, s.dtype, s.max_batch_size, buckets, s.hf_offline)
 
 
 @lru_cache(maxsize=4)
-def _load_generator(backend: str, model: str, device: str, dtype: str, max_batch: int, offline: bool) -> Generator:
+def _load_generator(
+    backend: str, model: str, device: str, dtype: str, max_batch: int, buckets: tuple[int, ...], offline: bool
+) -> Generator:
+    """``buckets``: compiled static-cache generation padded to these batch sizes; ``()``: eager."""
     prepare_hf(offline)
-    return _import(GENERATORS[backend])(model, device=device, dtype=dtype, max_batch_size=max_batch)
+    cls = _import(GENERATORS[backend])
+    return cls(model, device=device, dtype=dtype, max_batch_size=max_batch, compile_buckets=buckets)
 
 
 def load_embedder(spec: str | None = None, settings: Runtime | None = None) -> Embedder:

@@ -12,9 +12,10 @@ wrapper and are retried with backoff.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from PIL import Image
@@ -25,12 +26,13 @@ from shared.backends.registry import load_embedder, load_generator
 from shared.benchmarks.judges import KEYWORD_REFUSALS, GuardRefusals, LLMJudge
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
-from shared.faults import raise_if_transient
+from shared.faults import is_transient, raise_if_transient
 from shared.jobs.store import (
     config_of,
     fail,
     finish,
     keep_sampling,
+    lock_jobs,
     lost_jobs,
     mark_cancelled,
     needs_round,
@@ -40,15 +42,17 @@ from shared.jobs.store import (
     samples_of,
     save_votes,
     start,
+    waiting_rounds,
+    waiting_votes,
 )
 from shared.liveness import held_elsewhere, live_workers, worker_id
 from shared.media.decode import Waveform, fit_side, load_audio, load_image
 from shared.models import Job, Media
-from shared.pipeline import Message
+from shared.pipeline import Message, Step
 from shared.smoothing.noise import plan_round
 from shared.smoothing.refusal import RefusalClassifier
 from shared.smoothing.smoother import EmbeddingCache, aggregate, next_step
-from shared.smoothing.types import CandidateSpec, Embedder, Generation, SmoothConfig, Timings
+from shared.smoothing.types import CandidateSpec, Generation, Generator, RoundRequest, Sample, SmoothConfig, Timings
 from shared.storage import ObjectStore
 from shared.webhooks.schedule import schedule_webhook
 
@@ -59,16 +63,27 @@ log = logging.getLogger(__name__)
 class RoundInput:
     """What a round reads, copied from the rows under the lock (the generate runs without it)."""
 
+    job_id: uuid.UUID
     object_key: str
     modality: str
     prompt: str
     model: str
     config: SmoothConfig
+    specs: list[CandidateSpec]  # the round's candidates (seeded: a redelivery makes the same ones)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a released round's clock: stale at the sweeper's next pass
+Outcome = list[Generation] | Exception  # a round's generations, or why its job fails
 
 
 def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Message]:
-    """Round ``round_index``: claim it, ONE batched generate over its candidates, upsert the samples;
-    the vote follows. A cancel that came while the round waited ends the job instead."""
+    """Round ``round_index`` of a job, generated together with the rounds other jobs of the same
+    model wait for (``company``, up to ``max_batch_size`` candidates in all) in ONE batched
+    generate; every round's samples are recorded and its vote follows. A cancel that came while
+    the round waited ends the job instead. Each job keeps its own seeds, so a round's texts are
+    the same whichever company it had."""
+    if settings.batch_flush_ms > 0:
+        time.sleep(settings.batch_flush_ms / 1e3)  # let rounds being sent join this one
     with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
         if job is None or not needs_round(job, round_index) or held_elsewhere(session, settings, job.claimed_by):
             return []  # done already, or a duplicate of a round a live worker is generating
@@ -77,31 +92,151 @@ def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Mess
             schedule_webhook(session, settings, job)
             return pipeline.after_job_finished(job)
         start(job, worker_id())
-        source = round_input(session, job)
+        own = round_input(session, job, round_index)
     try:
-        specs, generations = generate(settings, source, round_index)
+        content = load_content(settings, own)  # a fault of the object store: retried (this job's claim stays ours)
     except Exception as exc:
         return end_failed(settings, job_id, exc)
-    with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
-        if job is None:
-            return []
-        record_round(session, job, specs, generations)
-        return pipeline.after_round(job)
+    rounds, resend = [own], []
+    contents: list[Image.Image | Waveform | Exception] = [content]
+    try:
+        company = claim_company(settings, own)
+        for r in company:
+            loaded = load_company_content(settings, r)
+            if loaded is None:
+                resend.append(r)  # the object store failed for it: its round goes back to the queue
+            else:
+                rounds.append(r)
+                contents.append(loaded)
+        if resend:
+            release(settings, resend)
+        outcomes = generate_rounds(settings, rounds, contents)
+        return record_outcomes(settings, rounds, outcomes) + [again(r) for r in resend]
+    except BaseException:
+        release(settings, rounds[1:] + resend)  # nothing recorded: the company's rounds go back
+        raise
 
 
-def round_input(session: Session, job: Job) -> RoundInput:
+def round_input(session: Session, job: Job, round_index: int) -> RoundInput:
     media = session.get(Media, job.media_id)
     assert media is not None
-    return RoundInput(media.object_key, media.modality, job.prompt, job.model, config_of(job))
+    config = config_of(job)
+    return RoundInput(
+        job.id, media.object_key, media.modality, job.prompt, job.model, config, plan_round(config, round_index)
+    )
 
 
-def generate(settings: Settings, source: RoundInput, round_index: int) -> tuple[list[CandidateSpec], list[Generation]]:
-    """The round's candidates (seeded, so a redelivery makes the same ones) and their generations."""
-    data = ObjectStore.from_settings(settings).get(source.object_key)
-    content = decoded(settings, source, data)
-    specs = plan_round(source.config, round_index)
-    generator = load_generator(source.model, settings=settings)
-    return specs, generator.generate(content, source.prompt, specs, max_new_tokens=source.config.max_new_tokens)
+def claim_company(settings: Settings, own: RoundInput) -> list[RoundInput]:
+    """Other jobs' rounds that can share ``own``'s generate, claimed by this worker: same model
+    and length, while the candidates fit ``max_batch_size``; interactive jobs first, then the
+    longest waiting. None when ``batch_across_jobs`` is off."""
+    room = settings.max_batch_size - len(own.specs)
+    if not settings.batch_across_jobs or room <= 0:
+        return []
+    taken: list[RoundInput] = []
+    with session_scope(settings.database_url) as session:
+        live = live_workers(session, settings)
+        for job in waiting_rounds(session, own.job_id, own.model, own.config.max_new_tokens, live, limit=room):
+            candidate = round_input(session, job, job.rounds_done)
+            if not candidate.specs or len(candidate.specs) > room:
+                continue
+            start(job, worker_id())
+            taken.append(candidate)
+            room -= len(candidate.specs)
+    return taken
+
+
+def load_content(settings: Settings, source: RoundInput) -> Image.Image | Waveform:
+    return decoded(settings, source, ObjectStore.from_settings(settings).get(source.object_key))
+
+
+def load_company_content(settings: Settings, source: RoundInput) -> Image.Image | Waveform | Exception | None:
+    """The input, the error that fails its job (bad input), or None when the object store failed
+    (the job is not at fault: its round is re-sent)."""
+    try:
+        return load_content(settings, source)
+    except Exception as exc:
+        return None if is_transient(exc) else exc
+
+
+def generate_rounds(
+    settings: Settings, rounds: list[RoundInput], contents: list[Image.Image | Waveform | Exception]
+) -> list[Outcome]:
+    """ONE batched generate over every loadable round (chunked only by ``max_batch_size``). If it
+    raises, each round is generated alone, so a bad input fails its own job only."""
+    outcomes: list[Outcome] = [c if isinstance(c, Exception) else [] for c in contents]
+    ready = [i for i, c in enumerate(contents) if not isinstance(c, Exception)]
+    if not ready:
+        return outcomes
+    max_new_tokens = rounds[0].config.max_new_tokens
+    requests = [RoundRequest(contents[i], rounds[i].prompt, rounds[i].specs) for i in ready]
+    try:
+        generator = load_generator(rounds[0].model, settings=settings)
+    except Exception as exc:  # the model is at fault: every job of it fails
+        raise_if_transient(exc)
+        return [outcomes[i] if i not in ready else exc for i in range(len(rounds))]
+    log.info("one generate: %d jobs' rounds, %d candidates", len(requests), sum(len(r.candidates) for r in requests))
+    generated = generate_or_error(generator, requests, max_new_tokens)
+    if isinstance(generated, Exception) and len(requests) > 1:
+        generated = [
+            one[0] if isinstance(one, list) else one
+            for one in (generate_or_error(generator, [r], max_new_tokens) for r in requests)
+        ]
+    for k, i in enumerate(ready):
+        outcomes[i] = generated if isinstance(generated, Exception) else generated[k]
+    return outcomes
+
+
+def generate_or_error(
+    generator: Generator, requests: list[RoundRequest], max_new_tokens: int
+) -> list[Outcome] | Exception:
+    """The requests' generations in one call, or the error it raised (a fault of the
+    infrastructure is raised: the task retries)."""
+    try:
+        return list(generator.generate_many(requests, max_new_tokens=max_new_tokens))
+    except Exception as exc:
+        raise_if_transient(exc)
+        return exc
+
+
+def record_outcomes(settings: Settings, rounds: list[RoundInput], outcomes: list[Outcome]) -> list[Message]:
+    """Every round's samples (or its job's failure) in ONE transaction — all or nothing — and the
+    messages that follow: each job's vote, or a failed job's finish."""
+    messages: list[Message] = []
+    with session_scope(settings.database_url) as session:
+        jobs = lock_jobs(session, [r.job_id for r in rounds])
+        for r, outcome in zip(rounds, outcomes, strict=True):
+            job = jobs.get(r.job_id)
+            if job is None or job.finished_at is not None:
+                continue
+            if isinstance(outcome, Exception):
+                log.error("job %s failed", job.id, exc_info=outcome)
+                fail(session, str(job.id), f"{type(outcome).__name__}: {outcome}")
+                schedule_webhook(session, settings, job)
+                messages += pipeline.after_job_finished(job)
+            else:
+                record_round(session, job, r.specs, outcome)
+                messages += pipeline.after_round(job)
+    return messages
+
+
+def release(settings: Settings, rounds: list[RoundInput]) -> None:
+    """Drop this worker's claims on rounds it will not generate; the sweeper re-sends them at its
+    next pass (best effort: a claim left behind is taken again by this worker's next round, or
+    dropped by the sweeper after ``stale_after_s``)."""
+    if not rounds:
+        return
+    try:
+        with session_scope(settings.database_url) as session:
+            for job in lock_jobs(session, [r.job_id for r in rounds]).values():
+                if job.claimed_by == worker_id():
+                    job.claimed_by, job.touched_at = None, EPOCH
+    except Exception:
+        log.warning("could not release %d claimed rounds", len(rounds), exc_info=True)
+
+
+def again(source: RoundInput) -> Message:
+    return Message(Step.SAMPLE_ROUND, (str(source.job_id), source.specs[0].round))
 
 
 def decoded(settings: Settings, source: RoundInput, data: bytes) -> Image.Image | Waveform:
@@ -114,17 +249,36 @@ def decoded(settings: Settings, source: RoundInput, data: bytes) -> Image.Image 
 
 
 def vote(settings: Settings, job_id: str) -> list[Message]:
-    """Embed, cluster and bound every sample so far; the next round if undecided with budget
-    left (and not cancelled), else the job's result."""
+    """Embed, cluster and bound every sample so far — for this job and the other jobs whose votes
+    wait (``batch_across_jobs``), their texts embedded in ONE pass; per job, the next round if
+    undecided with budget left (and not cancelled), else the job's result. One job's failure ends
+    that job alone."""
     try:
         with locked_unfinished(settings.database_url, Job, job_id) as (session, job):
             if job is None or not needs_vote(job):
                 return []
-            count_votes(session, job, load_embedder(settings=settings), refusal_labeller(settings, job))
-            schedule_webhook(session, settings, job)  # when the vote finished it
-            return pipeline.after_vote(job)
+            jobs = [job, *(waiting_votes(session, job, settings.vote_batch_jobs) if settings.batch_across_jobs else [])]
+            return count_all_votes(session, settings, jobs)
     except Exception as exc:
         return end_failed(settings, job_id, exc)
+
+
+def count_all_votes(session: Session, settings: Settings, jobs: list[Job]) -> list[Message]:
+    samples = {job.id: samples_of(session, job.id) for job in jobs}
+    embedder = EmbeddingCache(load_embedder(settings=settings))
+    embedder([s.text for job in jobs for s in samples[job.id]])  # every distinct text in one pass
+    messages: list[Message] = []
+    for job in jobs:
+        try:
+            with session.begin_nested():  # a job that fails rolls back alone
+                count_votes(session, job, samples[job.id], embedder, refusal_labeller(settings, job))
+        except Exception as exc:
+            raise_if_transient(exc)
+            log.error("job %s failed", job.id, exc_info=exc)
+            fail(session, str(job.id), f"{type(exc).__name__}: {exc}")
+        schedule_webhook(session, settings, job)  # when the vote (or a failure) finished it
+        messages += pipeline.after_vote(job)
+    return messages
 
 
 def refusal_labeller(settings: Settings, job: Job) -> RefusalClassifier:
@@ -142,11 +296,11 @@ def load_guard(path: str, device: str) -> LLMJudge:
     return LLMJudge(path, device=device)
 
 
-def count_votes(session: Session, job: Job, embedder_model: Embedder, refusals: RefusalClassifier) -> None:
+def count_votes(
+    session: Session, job: Job, samples: list[Sample], embedder: EmbeddingCache, refusals: RefusalClassifier
+) -> None:
     config = config_of(job)
-    samples = samples_of(session, job.id)
     spent = Timings(generation_ms=sum(s.generation_ms for s in samples))  # the batched calls' time
-    embedder = EmbeddingCache(embedder_model)
     result = aggregate(
         samples,
         embedder,

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.errors import Conflict
 from shared.jobs.options import from_params, to_params
-from shared.liveness import claimed_by_the_dead
+from shared.liveness import claimed_by_the_dead, worker_id
 from shared.models import Job, Media, SampleRow
 from shared.smoothing.types import CandidateSpec, Generation, Sample, SmoothConfig, SmoothResult
 
@@ -160,11 +160,58 @@ def fail(session: Session, job_id: str, error: str) -> Job | None:
     return job
 
 
+def lock_jobs(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, Job]:
+    """Several job rows locked for this transaction, in id order (two batches never deadlock)."""
+    query = select(Job).where(Job.id.in_(job_ids)).order_by(Job.id).with_for_update()
+    return {job.id: job for job in session.scalars(query)}
+
+
+def waiting_rounds(
+    session: Session, job_id: uuid.UUID, model: str, max_new_tokens: int, live: set[str], *, limit: int
+) -> list[Job]:
+    """Other dispatched jobs (than ``job_id``) whose next round waits (the vote on their last one
+    is done) for ``model`` and ``max_new_tokens``, not claimed by a live worker other than this one,
+    locked (rows another transaction holds are skipped): interactive jobs first, then the longest
+    waiting."""
+    unclaimed = or_(Job.claimed_by.is_(None), Job.claimed_by == worker_id(), claimed_by_the_dead(Job.claimed_by, live))
+    query = (
+        select(Job)
+        .where(
+            Job.id != job_id,
+            Job.model == model,
+            Job.params["max_new_tokens"].as_integer() == max_new_tokens,
+            Job.finished_at.is_(None),
+            Job.dispatched_at.is_not(None),
+            Job.cancel_requested.is_(False),
+            Job.aggregated_rounds == Job.rounds_done,
+            unclaimed,
+        )
+        .order_by(Job.audit_item_id.is_not(None), Job.touched_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def waiting_votes(session: Session, job: Job, limit: int) -> list[Job]:
+    """Up to ``limit`` other unfinished jobs with a round not voted on yet, locked (skipping rows
+    another transaction holds), in id order."""
+    query = (
+        select(Job)
+        .where(Job.id != job.id, Job.finished_at.is_(None), Job.aggregated_rounds < Job.rounds_done)
+        .order_by(Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
 def lost_jobs(session: Session, older_than: datetime, live: set[str]) -> list[Job]:
     """Dispatched, unfinished jobs whose round a dead worker had claimed, or that nobody touched
-    since ``older_than`` (their message was lost), locked. Claims are dropped and clocks reset, so
-    each is re-sent once per bound; a duplicate is harmless (every step checks what is done)."""
-    lost = or_(claimed_by_the_dead(Job.claimed_by, live), and_(Job.claimed_by.is_(None), Job.touched_at < older_than))
+    since ``older_than`` (their message was lost, or a claim was left behind), locked. Claims are
+    dropped and clocks reset, so each is re-sent once per bound; a duplicate is harmless (every
+    step checks what is done)."""
+    lost = or_(claimed_by_the_dead(Job.claimed_by, live), Job.touched_at < older_than)
     query = select(Job).where(Job.finished_at.is_(None), Job.dispatched_at.is_not(None), lost)
     jobs = session.scalars(query.with_for_update(skip_locked=True)).all()
     for job in jobs:

@@ -294,6 +294,15 @@ class SmoothResult:
     refusal: RefusalVote | None = None  # refusal labels, share, bound and decision (always reported)
 
 
+@dataclass(frozen=True)
+class RoundRequest:
+    """One job's round in a call shared with other jobs: its input, prompt and candidates."""
+
+    media: Any
+    prompt: str
+    candidates: Sequence[CandidateSpec]
+
+
 class Generator(Protocol):
     """An MLLM behind a batch interface: one call, one batch of candidates, one text each."""
 
@@ -304,6 +313,11 @@ class Generator(Protocol):
     def generate(
         self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
     ) -> list[Generation]: ...
+
+    def generate_many(self, requests: Sequence[RoundRequest], *, max_new_tokens: int) -> list[list[Generation]]:
+        """The rounds of several jobs in as few batched calls as the batch size allows; each
+        request's generations in its candidates' order."""
+        ...
 
 
 class Embedder(Protocol):

@@ -6,29 +6,18 @@ import subprocess
 import sys
 
 
-def test_gpu_bench_runs_at_tiny_shape_on_cpu():
+def test_gpu_bench_saves_its_tiny_shape_and_runs_it_on_cpu(tmp_path):
+    """``--save`` writes a checkpoint the service's loader reads (``--model``); the eager and static
+    modes at one batch size (the compiled mode's code is tests/backends/test_compiled.py's)."""
+    bench = [sys.executable, "bench/bench_gpu.py", "--device", "cpu"]
+    subprocess.run([*bench, "--tiny", "--save", str(tmp_path)], capture_output=True, timeout=300, check=True)
+    argv = ["--model", str(tmp_path), "--new-tokens", "3", "--candidates", "3", "--batches", "3", "--repeats", "1"]
     out = subprocess.run(
-        [
-            sys.executable,
-            "bench/bench_gpu.py",
-            "--tiny",
-            "--device",
-            "cpu",
-            "--new-tokens",
-            "3",
-            "--candidates",
-            "3",
-            "--repeats",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+        [*bench, *argv, "--modes", "eager,static"], capture_output=True, text=True, timeout=300, check=True
     )
     report = json.loads(out.stdout[out.stdout.index("{") :])
-    assert report["candidates"] == 3 and report["batched_ms"] > 0 and report["sequential_ms"] > 0
-    assert "batched_static_cache_ms" in report or "batched_static_cache_error" in report
+    assert report["candidates"] == 3 and report["eager_3_ms"] > 0 and report["sequential_ms"] > 0
+    assert report["static_3_ms"] > 0 and report["speedup_static_vs_eager_3"] > 0
 
 
 def test_service_bench_runs_small():

@@ -103,7 +103,7 @@ def test_pixel_noise_is_drawn_on_the_image_downscaled_to_max_noise_side(settings
     buf = io.BytesIO()
     Image.open(DEMO_IMAGE).convert("RGB").resize((3000, 1500)).save(buf, format="PNG")
     s = settings_of.model_copy(update={"max_noise_side": 600})
-    pixel = RoundInput("k", "image", "p", "m", SmoothConfig(noise_space="pixel"))
-    normalized = RoundInput("k", "image", "p", "m", SmoothConfig(noise_space="normalized"))
+    pixel = RoundInput(uuid.uuid4(), "k", "image", "p", "m", SmoothConfig(noise_space="pixel"), [])
+    normalized = RoundInput(uuid.uuid4(), "k", "image", "p", "m", SmoothConfig(noise_space="normalized"), [])
     assert decoded(s, pixel, buf.getvalue()).size == (600, 300)
     assert decoded(s, normalized, buf.getvalue()).size == (3000, 1500)  # the processor's own resize
