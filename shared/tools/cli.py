@@ -14,9 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from httpx import HTTPError
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 
 from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
 from shared.errors import DomainError
@@ -96,9 +94,11 @@ def _audit_parsers(sub: argparse._SubParsersAction) -> None:
 def _service_parsers(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="run the whole service here: PostgreSQL, Redis, S3, API and workers (no Docker)")
     up.add_argument("--data-dir", type=Path, default=Path(".smoothguard"), help="where the services keep their data")
-    for p in (up, sub.add_parser("api", help="serve the REST API (uvicorn)")):
+    api = sub.add_parser("api", help="serve the REST API (uvicorn)")
+    for p in (up, api):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=None, help="API processes (default: one per core, at most 4)")
     demo = sub.add_parser(
         "demo",
         help="the main job: embedded stack, certifying audits of the demo model and its noise-trained copy "
@@ -140,6 +140,14 @@ def _defend_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, help="generator backend: hf or hf-audio (default: detected)")
     p.add_argument("--embedder", default=None, help="e.g. sentence-transformers:all-MiniLM-L6-v2, hf-mean:roberta-base")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    where = p.add_argument_group(
+        "where it runs",
+        "with an API key set (SMOOTHGUARD_API_KEY) and the API (SMOOTHGUARD_PUBLIC_URL) ready, the running "
+        "service answers (its warm models: about a second); otherwise this process loads the models (seconds)",
+    )
+    where.add_argument("--url", default=None, help="always this API (e.g. http://127.0.0.1:8000)")
+    where.add_argument("--key", default=None, help="an API key (default: SMOOTHGUARD_API_KEY)")
+    where.add_argument("--local", action="store_true", help="always in this process (--backend/--embedder imply it)")
 
 
 def add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel], names: Iterable[str]) -> None:
@@ -184,6 +192,16 @@ def config_from_args(args: argparse.Namespace, modality: str) -> SmoothConfig:
 
 
 def defend(args: argparse.Namespace) -> SmoothResult:
+    """Through the running service when one is there (``shared.tools.remote_defend``), else here."""
+    from shared.config import get_settings
+    from shared.tools.remote_defend import choose_api, defend_remote
+
+    api = choose_api(args, get_settings())
+    return defend_local(args) if api is None else defend_remote(args, *api)
+
+
+def defend_local(args: argparse.Namespace) -> SmoothResult:
+    """The models loaded in this process (torch and all: most of the command's time)."""
     from shared.backends.registry import load_embedder, load_generator
     from shared.benchmarks.judges import KEYWORD_REFUSALS
     from shared.config import get_settings
@@ -193,10 +211,19 @@ def defend(args: argparse.Namespace) -> SmoothResult:
     modality, media = load_media(args.file)
     config = config_from_args(args, modality)
     generator = load_generator(args.model, args.backend, settings=get_settings())
+    limit_torch_threads(get_settings().torch_threads)
     if generator.modality != modality:
         raise ValueError(f"{args.file} is {modality}, but model {generator.name} takes {generator.modality}")
     embedder = load_embedder(args.embedder, settings=get_settings())
     return SmoothGuard(generator, embedder, config, refusals=KEYWORD_REFUSALS).run(media, args.prompt)
+
+
+def limit_torch_threads(threads: int) -> None:
+    """``torch_threads`` for this process too, when set (0: torch's default, every core)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def format_result(r: SmoothResult) -> str:
@@ -318,12 +345,25 @@ def main(argv: list[str] | None = None) -> int:
 
             return int(getattr(services, args.command)(args))
         result = defend(args)
-    # bad input (ValueError, DomainError: refused by the domain), a service not there
-    except (ValueError, DomainError, OSError, SQLAlchemyError, RuntimeError, HTTPError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, user_errors()):
+            raise
         print(f"smoothguard: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
     return 0
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What the command reports in one line (exit 2), not as a traceback: bad input (ValueError;
+    DomainError, refused by the domain), a service not there (OSError, RuntimeError, and the
+    database's and HTTP client's errors — those of the libraries imported: the command line loads
+    neither unless a command needs it)."""
+    errors: list[type[BaseException]] = [ValueError, DomainError, OSError, RuntimeError]
+    for module, name in (("sqlalchemy.exc", "SQLAlchemyError"), ("httpx", "HTTPError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -13,13 +15,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.tools.launcher import PROCESSES, Stack, dev_key
+from shared.tools.launcher import PROCESSES, Stack, dev_key, thread_environment, usable_cores
+
+# each API process has its own database pool (up to 15 connections): more processes than this on a
+# big machine (or in a container that sees all the host's cores) are asked for with --workers
+MAX_DEFAULT_API_WORKERS = 4
 
 
 def api(args: argparse.Namespace) -> int:
+    """uvicorn with ``--workers`` processes (default: one per core, at most ``MAX_DEFAULT_API_WORKERS``)
+    on one socket. With more than one, their request metrics are kept in a folder of this run that
+    every process writes (``prometheus_client``'s multiprocess mode), so any of them answers
+    ``/metrics`` for all."""
     import uvicorn
 
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    workers = args.workers or min(usable_cores(), MAX_DEFAULT_API_WORKERS)
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="smoothguard-metrics-")
+        atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers, log_level="info")
     return 0
 
 
@@ -27,7 +41,11 @@ def worker(args: argparse.Namespace) -> int:
     """Becomes ``python -m workers <celery arguments>`` (the worker process imports Celery and the
     tasks; this command line imports neither). GPU and CPU queues run in a solo pool (CUDA is not
     fork-safe; one model per process); a webhooks-only worker uses threads (deliveries wait on the
-    network)."""
+    network). ``torch_threads`` (when set) goes into the thread variables torch and BLAS read as
+    they load."""
+    from shared.config import get_settings
+
+    os.environ.update(thread_environment(get_settings().torch_threads))
     os.execv(sys.executable, [sys.executable, "-m", "workers", *celery_arguments(args)])
     return 0  # not reached: the process is the worker now
 

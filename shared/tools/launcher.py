@@ -5,6 +5,11 @@ Services: PostgreSQL, Redis and an S3 server from Python packages (``shared.tool
 data under one folder — unless ``SMOOTHGUARD_DATABASE_URL`` / ``_REDIS_URL`` / ``_S3_ENDPOINT``
 are set, in which case those services are used. Then: migrations, the bucket, and the processes
 (API, GPU/CPU/webhook workers) as children whose output is streamed with a prefix.
+
+Threads: the GPU and CPU workers both run torch, and torch (OpenMP, MKL, OpenBLAS) takes every core
+by default — two such processes busy at once oversubscribe the machine. Each gets its share of the
+cores instead (``SMOOTHGUARD_TORCH_THREADS``, unless set), which ``smoothguard worker`` turns into
+the thread variables those libraries read when they load (``thread_environment``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ PROCESSES = {  # name → smoothguard arguments (see `smoothguard api|worker --h
     "cpu": ["worker", "cpu", "audits", "--beat"],  # the sweeper runs beside the CPU worker (one beat per stack)
     "webhooks": ["worker", "webhooks"],
 }
+TORCH_PROCESSES = ("gpu", "cpu")  # the processes of PROCESSES that run torch: they share the cores out
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # read once, when a library loads
 
 
 class Stack:
@@ -95,10 +102,9 @@ class Stack:
         line by line, to ``sink(name, line)`` when given."""
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
-        child_env = self.environ | self.env | (env or {}) | {"PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "shared.tools.cli", *args],
-            env=child_env,
+            env=self.child_environment(name, env or {}),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
@@ -107,6 +113,14 @@ class Stack:
         threading.Thread(target=_pump, args=(name, proc.stdout, logs / f"{name}.log", sink), daemon=True).start()
         self.children[name] = proc
         return proc
+
+    def child_environment(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """A child's environment: ours, the services', ``env``; a torch process (``TORCH_PROCESSES``)
+        gets its share of the cores unless ``SMOOTHGUARD_TORCH_THREADS`` is set (positive) already."""
+        child_env = self.environ | self.env | env | {"PYTHONUNBUFFERED": "1"}
+        if name in TORCH_PROCESSES and int(child_env.get("SMOOTHGUARD_TORCH_THREADS") or 0) <= 0:
+            child_env["SMOOTHGUARD_TORCH_THREADS"] = str(thread_share())
+        return child_env
 
     def stop_children(self, names: list[str] | None = None, timeout: float = 20.0) -> None:
         """SIGTERM to all (or ``names``) at once, then wait; SIGKILL what outlives ``timeout``."""
@@ -122,6 +136,21 @@ class Stack:
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+
+
+def thread_share(cores: int | None = None) -> int:
+    """Threads for each of the stack's torch processes: the cores shared out between them, at least one."""
+    return max(1, (cores or usable_cores()) // len(TORCH_PROCESSES))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """The variables that make torch and BLAS use ``threads`` threads (read when they load); none for 0."""
+    return {name: str(threads) for name in THREAD_VARIABLES} if threads > 0 else {}
 
 
 def _pump(name: str, stream: IO[bytes], log: Path, sink: Callable[[str, str], None] | None) -> None:

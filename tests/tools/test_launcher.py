@@ -1,6 +1,7 @@
 """`smoothguard up` and `smoothguard demo` (the README's main job) as a user runs them: real
 processes, real services, Ctrl-C."""
 
+import json
 import os
 import re
 import signal
@@ -8,11 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
 from shared.config import DEMO_IMAGE
-from shared.tools.launcher import Stack
+from shared.tools.launcher import Stack, thread_share
 from shared.tools.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -50,6 +52,8 @@ def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert body["answer"] == "red"
+        defend_through_the_stack(port, key)
+        assert_torch_workers_share_the_cores(proc.pid)
         audit_cli(port, key, tmp_path)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -61,6 +65,39 @@ def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
     assert not (tmp_path / "postgres" / "data" / "postmaster.pid").exists()
     for name in ("api", "gpu", "cpu", "webhooks"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
+
+
+def defend_through_the_stack(port, key):
+    """``smoothguard defend`` with the stack's URL and a key: the job runs on the warm workers,
+    the command never imports torch, and it prints what a local run prints."""
+    env = clean_env(SMOOTHGUARD_PUBLIC_URL=f"http://127.0.0.1:{port}", SMOOTHGUARD_API_KEY=key)
+    argv = ["defend", str(DEMO_IMAGE), "--prompt", "What colour is the circle?", "-n", "4", "--json"]
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "shared.tools.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert result["answer"] == "red" and result["embedder"].startswith("the service's")
+    assert len(result["samples"]) == 5 and sum(c["size"] for c in result["clusters"]) == 5
+    assert not re.search(r"\|\s+torch$", out.stderr, re.M), "defend through the stack imported torch"
+
+
+def assert_torch_workers_share_the_cores(up_pid):
+    """``up``'s GPU and CPU workers run with their share of the cores as their thread variables."""
+    share = str(thread_share())
+    children = subprocess.run(["pgrep", "-P", str(up_pid)], capture_output=True, text=True).stdout.split()
+    threads = {}
+    for pid in children:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"workers" in argv and b"-Q" in argv:
+            environ = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if v)
+            threads[argv[argv.index(b"-Q") + 1].decode()] = environ.get(b"OMP_NUM_THREADS", b"").decode()
+    assert {q: threads.get(q) for q in ("gpu", "cpu,audits")} == {"gpu": share, "cpu,audits": share}
 
 
 def audit_cli(port, key, tmp_path):
