@@ -1,51 +1,60 @@
-"""Request dependencies: settings, a database session, the object store, the queue, the calling tenant."""
+"""Request dependencies: settings, a database session, the object store, the queue, the calling tenant.
+
+Those that only read the app's state are ``async``: FastAPI runs a plain ``def`` dependency in its
+thread pool, a hop that costs more than the dependency itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.rate_limit import RateLimits
 from shared.config import Settings
-from shared.db import get_engine
 from shared.models import Tenant
 from shared.pipeline import Sender
 from shared.storage import ObjectStore
-from shared.tenants import active_key
+from shared.tenants import authenticate
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """Commits after the route (routes may commit earlier, e.g. before enqueueing)."""
-    with sessionmaker(get_engine(settings.database_url), expire_on_commit=False)() as session:
-        try:
-            yield session
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """Commits after the route (routes may commit earlier, e.g. before enqueueing). Opening the
+    session touches no connection; ending its transaction does (then in the thread pool, like the
+    route's own database work)."""
+    session: Session = request.app.state.sessions()
+    try:
+        yield session
+        if session.in_transaction():
+            await run_in_threadpool(session.commit)
+    except Exception:
+        if session.in_transaction():
+            await run_in_threadpool(session.rollback)
+        raise
+    finally:
+        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
-def get_queue(request: Request) -> Sender:
+async def get_queue(request: Request) -> Sender:
     """Where routes send what ``shared.pipeline`` says runs next (after their commit)."""
     return request.app.state.queue
 
@@ -53,7 +62,7 @@ def get_queue(request: Request) -> Sender:
 QueueDep = Annotated[Sender, Depends(get_queue)]
 
 
-def get_rate_limits(request: Request) -> RateLimits:
+async def get_rate_limits(request: Request) -> RateLimits:
     return request.app.state.rate_limits
 
 
@@ -77,13 +86,13 @@ def current_tenant(
     limits: RateLimitsDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Tenant:
-    """The tenant of the request's active API key (a revoked key is refused at once), its rate limit counted."""
-    key = active_key(session, token) if (token := bearer(authorization)) else None
-    if key is None:
+    """The tenant of the request's active API key (a revoked key is refused at once: every request
+    looks its key up), its rate limit counted."""
+    found = authenticate(session, token) if (token := bearer(authorization)) else None
+    if found is None:
         raise unauthorized(request, limits, "API key")
+    key, tenant = found
     limits.hit_key(key.id)
-    tenant = session.get(Tenant, key.tenant_id)
-    assert tenant is not None  # keys are deleted with their tenant
     return tenant
 
 

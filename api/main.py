@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from prometheus_client import Histogram
 from pydantic.json_schema import models_json_schema
+from sqlalchemy.orm import sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.body_limit import BodyLimit, limit_for
@@ -16,6 +18,7 @@ from api.rate_limit import RateLimits
 from api.routes import admin, audits, jobs, media, ops, robust_models, webhooks
 from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
+from shared.db import get_engine
 from shared.storage import ObjectStore
 from workers.celery_app import CelerySender
 
@@ -32,9 +35,35 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+class Timed:
+    """Each request's latency by method, route and status, into ``latency`` (a plain ASGI
+    middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp, latency: Histogram):
+        self.app = app
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_status)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.latency.labels(scope["method"], route, str(status)).observe(time.perf_counter() - start)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="SmoothGuard", version="0.1.0", description="Randomized-smoothing defense for multimodal LLMs")
     app.state.settings = settings or get_settings()
+    app.state.sessions = sessionmaker(get_engine(app.state.settings.database_url), expire_on_commit=False)
     app.state.store = ObjectStore.from_settings(app.state.settings)
     app.state.queue = CelerySender.from_settings(app.state.settings)
     app.state.rate_limits = RateLimits(app.state.settings)
@@ -54,13 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     errors.register(app)
     app.add_middleware(BodyLimit, limit=limit_for(app.state.settings))
-
-    @app.middleware("http")
-    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        latency.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - start)
-        return response
-
+    app.add_middleware(Timed, latency=latency)
     return app

@@ -1,23 +1,31 @@
 """Service benchmark on the embedded stack (PostgreSQL, Redis, S3, uvicorn, Celery workers, all
 on this machine):
 
-1. API submit: ``--clients`` concurrent clients POST multipart jobs (the demo image) for
-   ``--requests`` requests in all, no workers running: requests/s, p50 and p99 latency.
+1. API submit: ``--clients`` concurrent clients POST ``--requests`` jobs in all, no workers
+   running, as multipart with the demo image (the same bytes each time: stored once), as
+   multipart with a new image each time (each one stored in S3), and as JSON (the demo image
+   uploaded once to ``/v1/media``, jobs naming its ``media_id``): for each, requests/s, p50 and
+   p99 latency, errors. ``--api-workers`` uvicorn processes serve them (default: the ``api``
+   command's, one per core).
 2. Service overhead around one job: jobs submitted one at a time with the GPU/CPU workers up
    (models warm); overhead = (finished_at − created_at) − (generation + embedding + clustering),
    i.e. the queue hops, database and S3 round trips, decoding and noise. p50 and p90.
+   ``--jobs 0`` skips it.
 
-    .venv/bin/python bench/bench_service.py [--clients 8] [--requests 400] [--jobs 30]
+    .venv/bin/python bench/bench_service.py [--clients 8] [--requests 400] [--jobs 30] [--api-workers N]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import itertools
 import json
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -46,8 +54,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def submit_load(url: str, key: str, clients: int, requests: int) -> dict:
-    image, latencies, errors = DEMO_IMAGE.read_bytes(), [], []
+def multipart_submit(api: httpx.Client, image: bytes, i: int) -> httpx.Response:
+    return api.post("/v1/jobs", files={"file": ("demo.png", image)}, data={"prompt": PROMPT, "seed": str(i)})
+
+
+def new_images(count: int) -> list[bytes]:
+    """``count`` distinct small PNGs (each a new upload for the service)."""
+    from PIL import Image
+
+    images = []
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), (i % 256, i // 256 % 256, 255 - i % 256)).save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def json_submit(api: httpx.Client, media_id: str, i: int) -> httpx.Response:
+    return api.post("/v1/jobs", json={"media_id": media_id, "prompt": PROMPT, "seed": i})
+
+
+def upload_media(url: str, key: str, image: bytes) -> str:
+    """The demo image as the tenant's media (for JSON submits); its id."""
+    headers = {"Authorization": f"Bearer {key}"}
+    r = httpx.post(f"{url}/v1/media", headers=headers, files={"file": ("demo.png", image)}, timeout=30)
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+def submit_load(
+    url: str, key: str, clients: int, requests: int, send: Callable[[httpx.Client, int], httpx.Response]
+) -> dict:
+    """``clients`` threads, each with its own keep-alive connection, ``requests // clients`` submits each."""
+    latencies, errors = [], []
     per_client = requests // clients
 
     def client() -> None:
@@ -55,9 +94,7 @@ def submit_load(url: str, key: str, clients: int, requests: int) -> dict:
             for i in range(per_client):
                 t0 = time.perf_counter()
                 try:
-                    r = api.post(
-                        "/v1/jobs", files={"file": ("demo.png", image)}, data={"prompt": PROMPT, "seed": str(i)}
-                    )
+                    r = send(api, i)
                     status: int | str = r.status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
@@ -81,6 +118,22 @@ def submit_load(url: str, key: str, clients: int, requests: int) -> dict:
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
     }
+
+
+def submit_both(url: str, key: str, clients: int, requests: int) -> dict:
+    """Part 1: a short warm-up, then multipart submits of one image, of new images, then JSON submits."""
+    image = DEMO_IMAGE.read_bytes()
+    submit_load(url, key, clients, 2 * clients, lambda api, i: multipart_submit(api, image, 10**6 + i))  # warm-up
+    report = {"multipart": submit_load(url, key, clients, requests, lambda api, i: multipart_submit(api, image, i))}
+    images = new_images(requests)
+    per_client = requests // clients
+    counter = itertools.count()  # each client's i runs 0..per_client: a shared counter hands out the images
+    report["multipart_new_images"] = submit_load(
+        url, key, clients, per_client * clients, lambda api, i: multipart_submit(api, images[next(counter)], i)
+    )
+    media_id = upload_media(url, key, image)
+    report["json"] = submit_load(url, key, clients, requests, lambda api, i: json_submit(api, media_id, i))
+    return report
 
 
 def job_overhead(url: str, key: str, jobs: int) -> dict:
@@ -113,31 +166,41 @@ def job_overhead(url: str, key: str, jobs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=400)
-    ap.add_argument("--jobs", type=int, default=30)
+    ap.add_argument("--requests", type=int, default=400, help="submits per kind (multipart, JSON)")
+    ap.add_argument("--jobs", type=int, default=30, help="part 2's jobs; 0 skips part 2")
+    ap.add_argument("--api-workers", type=int, default=None, help="uvicorn processes (default: the api command's)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="smoothguard-bench-"))
     stack = Stack(root).start()
     try:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        workers = [] if args.api_workers is None else ["--workers", str(args.api_workers)]
         # no rate limit: this measures what the API can take
         stack.spawn(
-            "api", ["api", "--port", str(port)], env={"SMOOTHGUARD_DEVICE": "cpu", "SMOOTHGUARD_RATE_LIMIT": "0"}
+            "api",
+            ["api", "--port", str(port), *workers],
+            env={"SMOOTHGUARD_DEVICE": "cpu", "SMOOTHGUARD_RATE_LIMIT": "0"},
         )
         wait_ready(url, stack)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        report = {"submit": submit_load(url, key, args.clients, args.requests)}
-        stack.spawn("gpu", ["worker", "gpu"], env={"SMOOTHGUARD_DEVICE": "cpu"})
-        stack.spawn("cpu", ["worker", "cpu"])
-        import redis
-
-        redis.Redis.from_url(stack.env["SMOOTHGUARD_REDIS_URL"]).delete("gpu")  # drop phase 1's dispatched jobs
-        # another tenant: phase 1's backlog waits in the database for its own tenant's slots
-        report["one_job"] = job_overhead(url, tenant_key(stack.env["SMOOTHGUARD_DATABASE_URL"]), args.jobs)
+        report = {"submit": submit_both(url, key, args.clients, args.requests)}
+        if args.jobs > 0:
+            report["one_job"] = one_job(stack, url, args.jobs)
         print(json.dumps(report, indent=2))
     finally:
         stack.stop()
+
+
+def one_job(stack: Stack, url: str, jobs: int) -> dict:
+    """Part 2 on the same stack: the workers started, phase 1's messages dropped."""
+    stack.spawn("gpu", ["worker", "gpu"], env={"SMOOTHGUARD_DEVICE": "cpu"})
+    stack.spawn("cpu", ["worker", "cpu"])
+    import redis
+
+    redis.Redis.from_url(stack.env["SMOOTHGUARD_REDIS_URL"]).delete("gpu")  # drop phase 1's dispatched jobs
+    # another tenant: phase 1's backlog waits in the database for its own tenant's slots
+    return job_overhead(url, tenant_key(stack.env["SMOOTHGUARD_DATABASE_URL"]), jobs)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, 
 from shared import pipeline
 from shared.config import Settings
 from shared.errors import Invalid, NotFound
-from shared.jobs.dispatch import dispatch_now
+from shared.jobs.dispatch import commit_and_dispatch
 from shared.jobs.intake import check_modality, check_options, replay, request_hash
 from shared.jobs.options import to_params
 from shared.jobs.store import cancel, config_of, create_job, result_of, samples_of
@@ -139,9 +139,9 @@ def defense_config(opts: JobOptions, modality: str) -> SmoothConfig:
 
 def submit(
     session: Session, store: ObjectStore, s: Settings, tenant: Tenant, body: JobInput, key: str | None
-) -> tuple[Job, bool]:
-    """Validate everything, then store: the job (new: True) or, for a repeated Idempotency-Key
-    with the same body, the job it made (False)."""
+) -> tuple[Job, Media, bool]:
+    """Validate everything, then store: the job and its media (new: True) or, for a repeated
+    Idempotency-Key with the same body, the job it made (False)."""
     opts = body.options
     model = check_options(s, model=opts.model, num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens)
     if body.data is not None:
@@ -158,7 +158,7 @@ def submit(
         media_sha256=sha, prompt=opts.prompt, model=model, config=config, callback_url=opts.callback_url
     )
     if (earlier := replay(session, tenant.id, key, digest)) is not None:
-        return earlier, False  # a retry is answered even at the quota
+        return earlier, own_media(session, tenant, earlier.media_id), False  # a retry is answered even at the quota
     check_in_flight(session, s, tenant, Work.JOBS)
     if body.data is not None:
         media = save_media(
@@ -174,7 +174,7 @@ def submit(
         idempotency_key=key,
         callback_url=opts.callback_url,
     )
-    return job, True
+    return job, media, True
 
 
 SUBMIT_BODY = {
@@ -212,14 +212,14 @@ def submit_job(
     """Queue a defense job. The same ``Idempotency-Key`` with the same body returns the same job
     (``Idempotent-Replayed: true``); with another body → 422; while the first request with that key
     is still being processed → 409. Bad input stores nothing."""
-    job, created = submit(session, store, settings, tenant, body, idempotency_key)
-    session.commit()  # the job is the outbox: dispatched now if its tenant has a free slot, else later
-    dispatch_now(settings, queue, tenant.id)
+    job, media, created = submit(session, store, settings, tenant, body, idempotency_key)
+    # the job is the outbox: committed, then dispatched now if its tenant has a free slot, else later
+    commit_and_dispatch(session, settings, queue, tenant.id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = "1"
-    return to_public(job, store, session.get(Media, job.media_id))
+    return to_public(job, store, media)
 
 
 def encode_cursor(job: Job) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import redis
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
@@ -95,10 +97,19 @@ class ServiceCollector(Collector):
 
 
 def metrics_registry(settings: Settings) -> tuple[CollectorRegistry, Histogram]:
+    """What ``/metrics`` answers, and the request latency histogram. Under several API processes
+    (``smoothguard api --workers``, which sets prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``) each
+    writes its histogram to that folder and the answer sums them all."""
     registry = CollectorRegistry()
     registry.register(ServiceCollector(settings))
+    shared_folder = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+    if shared_folder:
+        MultiProcessCollector(registry)
     latency = Histogram(
-        "smoothguard_http_request_seconds", "API request latency", ["method", "route", "status"], registry=registry
+        "smoothguard_http_request_seconds",
+        "API request latency",
+        ["method", "route", "status"],
+        registry=None if shared_folder else registry,
     )
     return registry, latency
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shared import pipeline
@@ -35,14 +35,33 @@ def dispatch(settings: Settings, sender: Sender, tenant_id: str | uuid.UUID | No
     sent = 0
     for tenant in waiting_tenants(settings, tenant_id):
         with session_scope(settings.database_url) as session:
-            # one dispatcher per tenant at a time (NO KEY UPDATE: submits that insert jobs are not blocked)
-            session.get(Tenant, tenant, with_for_update={"key_share": True})
-            jobs = next_jobs(session, tenant, settings.tenant_max_dispatched - in_flight(session, tenant))
-            sender.send([m for job in jobs for m in pipeline.after_submit(job)])
-            for job in jobs:
-                job.dispatched_at = job.touched_at = now()
-            sent += len(jobs)
+            sent += send_waiting(session, settings, sender, tenant)
     return sent
+
+
+def send_waiting(session: Session, settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> int:
+    """In ``session``'s transaction (the caller commits): the tenant's waiting jobs that its free
+    slots allow, sent and marked dispatched; how many."""
+    hold_tenant(session, tenant_id)
+    jobs = next_jobs(session, tenant_id, settings.tenant_max_dispatched - in_flight(session, tenant_id))
+    sender.send([m for job in jobs for m in pipeline.after_submit(job)])
+    for job in jobs:
+        job.dispatched_at = job.touched_at = now()
+    return len(jobs)
+
+
+# run by every submit: built once (building a statement costs about what running it does)
+LOCK_TENANT = select(Tenant.id).where(Tenant.id == bindparam("tenant_id")).with_for_update(key_share=True)
+IN_FLIGHT = select(func.count(Job.id)).where(
+    Job.tenant_id == bindparam("tenant_id"), Job.status.in_(UNFINISHED), Job.dispatched_at.is_not(None)
+)
+
+
+def hold_tenant(session: Session, tenant_id: uuid.UUID) -> None:
+    """Lock the tenant's row until the transaction ends: one dispatcher per tenant at a time, and a
+    submit's last count of its slots is ordered with them (NO KEY UPDATE: inserts of rows that
+    reference the tenant are not blocked)."""
+    session.execute(LOCK_TENANT, {"tenant_id": tenant_id})
 
 
 def waiting_tenants(settings: Settings, tenant_id: str | uuid.UUID | None) -> list[uuid.UUID]:
@@ -56,10 +75,7 @@ def waiting_tenants(settings: Settings, tenant_id: str | uuid.UUID | None) -> li
 
 def in_flight(session: Session, tenant_id: uuid.UUID) -> int:
     """The tenant's dispatched, unfinished jobs."""
-    query = select(func.count(Job.id)).where(
-        Job.tenant_id == tenant_id, Job.status.in_(UNFINISHED), Job.dispatched_at.is_not(None)
-    )
-    return session.scalar(query) or 0
+    return session.scalar(IN_FLIGHT, {"tenant_id": tenant_id}) or 0
 
 
 def next_jobs(session: Session, tenant_id: uuid.UUID, free: int) -> list[Job]:
@@ -76,10 +92,23 @@ def next_jobs(session: Session, tenant_id: uuid.UUID, free: int) -> list[Job]:
     return list(session.scalars(query))
 
 
-def dispatch_now(settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> None:
-    """Dispatch after a submit; with the broker down the job stays committed and waiting, and the
-    periodic dispatch sends it once the broker is back (the submit still succeeds)."""
+def commit_and_dispatch(session: Session, settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> None:
+    """Commit a submit's transaction, then dispatch its tenant's waiting jobs (the new one among
+    them) in a transaction of its own in ``session`` — unless every slot of the tenant is taken:
+    then the job waits for the dispatch that follows each finished job. The slots are counted
+    holding the tenant's row, as dispatchers do: a job that finishes after the count is followed by
+    a dispatch that starts after this commit, so it finds the new job. Under a burst of submits the
+    slots are full, and a submit costs one transaction. With the broker down the job stays
+    committed and waiting, and the periodic dispatch sends it once the broker is back (the submit
+    still succeeds)."""
+    hold_tenant(session, tenant_id)
+    full = in_flight(session, tenant_id) >= settings.tenant_max_dispatched
+    session.commit()
+    if full:
+        return
     try:
-        dispatch(settings, sender, tenant_id)
+        send_waiting(session, settings, sender, tenant_id)
+        session.commit()
     except QueueUnavailable:
+        session.rollback()
         log.warning("the queue is unavailable: tenant %s's jobs wait for the next dispatch", tenant_id)

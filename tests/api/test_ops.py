@@ -48,3 +48,28 @@ def test_metrics_count_jobs_queues_stages_and_samples(client, keys, worker):
     assert metric(text, "smoothguard_stage_seconds_sum", stage="generation") > 0
     assert metric(text, "smoothguard_queue_depth", queue="gpu") is not None
     assert metric(text, "smoothguard_http_request_seconds_count", method="POST", route="/v1/jobs", status="202") == 3
+
+
+def test_api_processes_share_one_socket_and_their_request_metrics(stack, service_env):
+    """``smoothguard api --workers 2``: two processes serve one port, and /metrics (answered by
+    either) counts the requests both served."""
+    import httpx
+
+    from shared.tools.commands import wait_ready
+
+    port = free_port()
+    name = f"api-{port}"
+    stack.spawn(name, ["api", "--port", str(port), "--workers", "2"], env=service_env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, stack)
+        for _ in range(20):
+            assert httpx.get(f"{url}/healthz").status_code == 200  # a new connection each time
+        text = httpx.get(f"{url}/metrics").text
+        assert (
+            metric(text, "smoothguard_http_request_seconds_count", method="GET", route="/healthz", status="200") == 20
+        )
+    finally:
+        stack.stop_children([name])
+    log = (stack.root / "logs" / f"{name}.log").read_text()
+    assert log.count("Started server process") == 2, log
