@@ -13,7 +13,9 @@ worker process its app from the environment's (``worker_app``).
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
@@ -30,6 +32,7 @@ from shared.faults import TRANSIENT_ERRORS, QueueUnavailable
 from shared.liveness import keep_alive
 from shared.pipeline import Message, QueueName, Step
 
+log = logging.getLogger(__name__)
 TASK_MODULES = ("workers.gpu.tasks", "workers.cpu.tasks", "workers.webhooks.tasks", "workers.audits.tasks")
 
 
@@ -136,6 +139,18 @@ HEARTBEAT = threading.Event()  # set when the worker stops
 def start_heartbeat(sender: Any = None, **_: Any) -> None:
     """A worker process (not the beat) writes that it is alive every few seconds (``shared.liveness``)."""
     keep_alive(get_settings(), ",".join(sorted(queue_names(sender))), HEARTBEAT)
+
+
+@worker_ready.connect
+def warm_up_generator(sender: Any = None, **_: Any) -> None:
+    """A GPU-queue worker with ``compile_generator`` compiles its model's batch shapes before its
+    first task (``shared.backends.compiled.warm_up``); the heartbeat already runs meanwhile."""
+    if QueueName.GPU.value in queue_names(sender):
+        from shared.backends.compiled import warm_up
+
+        start = time.perf_counter()
+        if sizes := warm_up(get_settings()):
+            log.info("compiled generation warmed up for batch sizes %s in %.0f s", sizes, time.perf_counter() - start)
 
 
 def queue_names(consumer: Any) -> set[str]:

@@ -29,7 +29,7 @@ from PIL import Image
 from transformers import CompileConfig
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from shared.backends.registry import Runtime
 
 BUCKETS_ATTR = "batch_buckets"  # on the model: the batch sizes generate_batch pads to; absent or (): no padding
 # Qwen-VL's pixels are every example's patches concatenated; the grid says how many rows are whose
@@ -101,7 +101,7 @@ def _last_example(key: str, batch: dict[str, torch.Tensor], rows: int) -> torch.
     return value[-1:] if value.dim() > 0 and value.shape[0] == rows else None
 
 
-def warm_up(settings: Settings) -> tuple[int, ...]:
+def warm_up(settings: Runtime) -> tuple[int, ...]:
     """With ``compile_generator``: the default model loaded and one round generated per bucket up
     to ``max_batch_size`` (``SmoothConfig``'s default length), so each shape is compiled before the
     worker takes a request; the batch sizes warmed up. Minutes on a 7B model; nothing (``()``)

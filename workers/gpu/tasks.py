@@ -4,32 +4,12 @@ chunk of items at a time (batched), and robustify runs. The steps are ``shared.j
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from celery.signals import worker_ready
-from celery.utils.log import get_logger
-
 from shared.audits import steps as audit_steps
 from shared.config import get_settings
 from shared.jobs import steps as job_steps
-from shared.pipeline import QueueName, Step
+from shared.pipeline import Step
 from shared.robust_models import steps as robust_model_steps
-from workers.celery_app import queue_names, send, task
-
-log = get_logger(__name__)
-
-
-@worker_ready.connect
-def warm_up_generator(sender: Any = None, **_: Any) -> None:
-    """A GPU-queue worker with ``compile_generator`` compiles its model's batch shapes before its
-    first task (``shared.backends.compiled.warm_up``); the heartbeat already runs meanwhile."""
-    if QueueName.GPU.value in queue_names(sender):
-        from shared.backends.compiled import warm_up
-
-        start = time.perf_counter()
-        if sizes := warm_up(get_settings()):
-            log.info("compiled generation warmed up for batch sizes %s in %.0f s", sizes, time.perf_counter() - start)
+from workers.celery_app import send, task
 
 
 @task(Step.SAMPLE_ROUND)
