@@ -78,6 +78,12 @@ def dispatch(tenant_id: uuid.UUID | None = None) -> Message:
     return Message(Step.DISPATCH, (str(tenant_id),) if tenant_id is not None else ())
 
 
+def round_again(job_id: uuid.UUID, round_index: int) -> Message:
+    """A round claimed as another round's company but not generated (its input could not be read
+    from the object store): back on the queue."""
+    return Message(Step.SAMPLE_ROUND, (str(job_id), round_index))
+
+
 def after_round(job: Job) -> list[Message]:
     """A round's samples are stored: vote on them."""
     return [Message(Step.AGGREGATE, (str(job.id),))]

@@ -89,7 +89,6 @@ def generate_batch(
         batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
     if "input_features" in batch:
         batch["input_features"] = batch["input_features"].to(model.dtype)
-    tok = processor.tokenizer
     synchronize(device)
     t0 = time.perf_counter()
     out = model.generate(
@@ -97,13 +96,18 @@ def generate_batch(
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,
-        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        pad_token_id=pad_token_id(processor.tokenizer),
     )[:rows]
     synchronize(device)
     ms = (time.perf_counter() - t0) * 1e3 / rows
     new = out[:, batch["input_ids"].shape[1] :].cpu()
     texts = processor.batch_decode(new, skip_special_tokens=True)
     return [Generation(t.strip(), _count_tokens(row, model), ms) for t, row in zip(texts, new, strict=False)]
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """What pads a batch: the tokenizer's pad token, else its end-of-sequence token."""
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
 
 def _count_tokens(row: torch.Tensor, model) -> int:
@@ -159,15 +163,11 @@ class HFGenerator:
                 for i in dict.fromkeys(owners)
             ]
             gens: list[Generation] = []
-            for batch in merge_batches(parts, self.pad_token_id()):
+            for batch in merge_batches(parts, pad_token_id(self.processor.tokenizer)):
                 gens += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
             for i, gen in zip(owners, gens, strict=True):
                 out[i].append(gen)
         return out
-
-    def pad_token_id(self) -> int:
-        tok = self.processor.tokenizer
-        return int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
 
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")  # [batch, sequence]

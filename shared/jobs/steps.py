@@ -48,7 +48,7 @@ from shared.jobs.store import (
 from shared.liveness import held_elsewhere, live_workers, worker_id
 from shared.media.decode import Waveform, fit_side, load_audio, load_image
 from shared.models import Job, Media
-from shared.pipeline import Message, Step
+from shared.pipeline import Message
 from shared.smoothing.noise import plan_round
 from shared.smoothing.refusal import RefusalClassifier
 from shared.smoothing.smoother import EmbeddingCache, aggregate, next_step
@@ -111,7 +111,9 @@ def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Mess
         if resend:
             release(settings, resend)
         outcomes = generate_rounds(settings, rounds, contents)
-        return record_outcomes(settings, rounds, outcomes) + [again(r) for r in resend]
+        return record_outcomes(settings, rounds, outcomes) + [
+            pipeline.round_again(r.job_id, r.specs[0].round) for r in resend
+        ]
     except BaseException:
         release(settings, rounds[1:] + resend)  # nothing recorded: the company's rounds go back
         raise
@@ -174,29 +176,23 @@ def generate_rounds(
         generator = load_generator(rounds[0].model, settings=settings)
     except Exception as exc:  # the model is at fault: every job of it fails
         raise_if_transient(exc)
-        return [outcomes[i] if i not in ready else exc for i in range(len(rounds))]
+        return [exc if i in ready else o for i, o in enumerate(outcomes)]
     log.info("one generate: %d jobs' rounds, %d candidates", len(requests), sum(len(r.candidates) for r in requests))
-    generated = generate_or_error(generator, requests, max_new_tokens)
-    if isinstance(generated, Exception) and len(requests) > 1:
-        generated = [
-            one[0] if isinstance(one, list) else one
-            for one in (generate_or_error(generator, [r], max_new_tokens) for r in requests)
-        ]
-    for k, i in enumerate(ready):
-        outcomes[i] = generated if isinstance(generated, Exception) else generated[k]
+    for i, outcome in zip(ready, generated(generator, requests, max_new_tokens), strict=True):
+        outcomes[i] = outcome
     return outcomes
 
 
-def generate_or_error(
-    generator: Generator, requests: list[RoundRequest], max_new_tokens: int
-) -> list[Outcome] | Exception:
-    """The requests' generations in one call, or the error it raised (a fault of the
-    infrastructure is raised: the task retries)."""
+def generated(generator: Generator, requests: list[RoundRequest], max_new_tokens: int) -> list[Outcome]:
+    """Every request's generations from ONE call; if it raises, each request alone, so an error is
+    its own request's (a fault of the infrastructure is raised: the task retries)."""
     try:
         return list(generator.generate_many(requests, max_new_tokens=max_new_tokens))
     except Exception as exc:
         raise_if_transient(exc)
-        return exc
+        if len(requests) == 1:
+            return [exc]
+        return [generated(generator, [r], max_new_tokens)[0] for r in requests]
 
 
 def record_outcomes(settings: Settings, rounds: list[RoundInput], outcomes: list[Outcome]) -> list[Message]:
@@ -210,10 +206,7 @@ def record_outcomes(settings: Settings, rounds: list[RoundInput], outcomes: list
             if job is None or job.finished_at is not None:
                 continue
             if isinstance(outcome, Exception):
-                log.error("job %s failed", job.id, exc_info=outcome)
-                fail(session, str(job.id), f"{type(outcome).__name__}: {outcome}")
-                schedule_webhook(session, settings, job)
-                messages += pipeline.after_job_finished(job)
+                messages += failed(session, settings, job.id, outcome)
             else:
                 record_round(session, job, r.specs, outcome)
                 messages += pipeline.after_round(job)
@@ -233,10 +226,6 @@ def release(settings: Settings, rounds: list[RoundInput]) -> None:
                     job.claimed_by, job.touched_at = None, EPOCH
     except Exception:
         log.warning("could not release %d claimed rounds", len(rounds), exc_info=True)
-
-
-def again(source: RoundInput) -> Message:
-    return Message(Step.SAMPLE_ROUND, (str(source.job_id), source.specs[0].round))
 
 
 def decoded(settings: Settings, source: RoundInput, data: bytes) -> Image.Image | Waveform:
@@ -274,9 +263,9 @@ def count_all_votes(session: Session, settings: Settings, jobs: list[Job]) -> li
                 count_votes(session, job, samples[job.id], embedder, refusal_labeller(settings, job))
         except Exception as exc:
             raise_if_transient(exc)
-            log.error("job %s failed", job.id, exc_info=exc)
-            fail(session, str(job.id), f"{type(exc).__name__}: {exc}")
-        schedule_webhook(session, settings, job)  # when the vote (or a failure) finished it
+            messages += failed(session, settings, job.id, exc)
+            continue
+        schedule_webhook(session, settings, job)  # when the vote finished it
         messages += pipeline.after_vote(job)
     return messages
 
@@ -333,8 +322,14 @@ def end_failed(settings: Settings, job_id: str | uuid.UUID, exc: Exception) -> l
     """A step raised: the job ends ``failed`` with the reason (the traceback goes to the log) and
     notifies like any finished job."""
     raise_if_transient(exc)  # the database, broker or object store: the task wrapper retries
-    log.error("job %s failed", job_id, exc_info=exc)
     with session_scope(settings.database_url) as session:
-        job = fail(session, str(job_id), f"{type(exc).__name__}: {exc}")
-        schedule_webhook(session, settings, job)
-        return pipeline.after_job_finished(job) if job is not None else []
+        return failed(session, settings, job_id, exc)
+
+
+def failed(session: Session, settings: Settings, job_id: str | uuid.UUID, exc: Exception) -> list[Message]:
+    """In ``session``: the job ends ``failed`` with the reason (the traceback goes to the log) and
+    notifies like any finished job."""
+    log.error("job %s failed", job_id, exc_info=exc)
+    job = fail(session, str(job_id), f"{type(exc).__name__}: {exc}")
+    schedule_webhook(session, settings, job)
+    return pipeline.after_job_finished(job) if job is not None else []
