@@ -29,7 +29,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +37,8 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from load import percentile, run_clients
 
 from shared.config import DEMO_IMAGE  # noqa: E402
 from shared.tools.commands import start_all  # noqa: E402
@@ -84,11 +85,6 @@ def run_job(api: httpx.Client, seed: int, new_tokens: int, deadline: Deadline) -
     return time.perf_counter() - t0, job
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def server_ms(job: dict[str, Any]) -> float:
     return (
         datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])
@@ -122,13 +118,7 @@ def concurrent(url: str, key: str, clients: int, per_client: int, new_tokens: in
                 except Exception as exc:  # counted, not hidden
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(client, clients)
     return {
         "clients": clients,
         "jobs": len(latencies),

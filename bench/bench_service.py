@@ -23,13 +23,13 @@ import itertools
 import json
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import httpx
+from load import percentile, run_clients
 
 from shared.config import DEMO_IMAGE
 from shared.tools.commands import wait_ready
@@ -47,11 +47,6 @@ def tenant_key(database_url: str) -> str:
 
 
 PROMPT = "What colour is the circle?"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def multipart_submit(api: httpx.Client, image: bytes, i: int) -> httpx.Response:
@@ -89,7 +84,7 @@ def submit_load(
     latencies, errors = [], []
     per_client = requests // clients
 
-    def client() -> None:
+    def client(_: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
             for i in range(per_client):
                 t0 = time.perf_counter()
@@ -102,13 +97,7 @@ def submit_load(
                 if status != 202:
                     errors.append(f"{status}: {r.text[:200] if isinstance(status, int) else ''}")
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_clients(client, clients)
     return {
         "clients": clients,
         "requests": len(latencies),

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from load import run_clients
 
 from shared.config import DEMO_IMAGE
 from shared.tools.commands import start_all
@@ -77,7 +78,7 @@ def closed_loop(url: str, key: str, clients: int, jobs: int) -> float:
     """Defended jobs per second with ``clients`` each waiting for its job before the next."""
     counter, lock = iter(range(jobs)), threading.Lock()
 
-    def client() -> None:
+    def client(_: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as api:
             while True:
                 with lock:
@@ -86,13 +87,7 @@ def closed_loop(url: str, key: str, clients: int, jobs: int) -> float:
                     return
                 wait(api, submit(api, 30_000 + i), poll_s=0.05)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return jobs / (time.perf_counter() - t0)
+    return jobs / run_clients(client, clients)
 
 
 def measure(run: str, args: argparse.Namespace) -> dict:
