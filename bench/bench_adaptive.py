@@ -17,10 +17,12 @@ sizes costs little. ``--verify K`` reruns the first K questions of each policy t
 
 Accuracy: the answer's first word is the label (POPE parsing), abstained or not; ``answered
 correct`` counts an abstention as not answered. ``floor`` is the fewest candidates an adaptive
-policy can spend (unanimous rounds from the start): its per-look α is α / max_rounds.
+policy can spend (a unanimous first round): the first look's level is ``first_look_share`` × α
+(``--first-look-shares``: ``even`` is α / looks, every look alike; a number is the core's
+front-loaded spending with that share, the rest split over the later looks).
 
     .venv/bin/python bench/bench_adaptive.py --questions 500 --round-sizes 3,4,5,6,7,8,10 \\
-        --noise normalized:0.1,pixel:0.25 --verify 25
+        --first-look-shares even,0.8 --noise normalized:0.1,pixel:0.25 --verify 25
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ def policies(args: argparse.Namespace, space: NoiseSpace, sigma: float) -> list[
     base = SmoothConfig(sigma=sigma, noise_space=space, max_new_tokens=args.max_new_tokens)
     out = [Policy(f"fixed-{args.fixed}", replace(base, num_samples=args.fixed))]
     for r in args.round_sizes:
-        out.append(Policy(f"adaptive-r{r}", replace(base, adaptive=True, num_samples=args.budget, round_size=r)))
+        adaptive = replace(base, adaptive=True, num_samples=args.budget, round_size=r)
+        for share in args.first_look_shares:
+            even = share == "even"  # every look at α / looks (the core's rule before front-loading)
+            config = replace(adaptive, first_look_share=1 / adaptive.max_rounds if even else float(share))
+            out.append(Policy(f"adaptive-r{r}-{'even' if even else share}", config))
     return out
 
 
@@ -162,7 +168,7 @@ def verify(
 def decision_floor(config: SmoothConfig) -> int:
     """The fewest candidates a run can spend before the bound decides (every noisy draw agrees)."""
     per_round = config.round_size if config.adaptive else config.num_samples
-    n = next((n for n in range(1, config.num_samples + 1) if lower_bound(n, n, config.round_alpha) > 0.5), None)
+    n = next((n for n in range(1, config.num_samples + 1) if lower_bound(n, n, config.look_alpha(0)) > 0.5), None)
     noisy = config.num_samples if n is None else min(-(-n // per_round) * per_round, config.num_samples)
     return noisy + int(config.include_clean)
 
@@ -221,9 +227,9 @@ def print_table(report: dict[str, Any]) -> None:
     for noise, level in report["results"].items():
         rows = level["policies"]
         print(f"\n{noise}: {level['candidates_generated']} candidates generated, {level['wall_s']} s")
-        print(f"  {'policy':<14}" + "".join(f"{c:>18}" for c in cols))
+        print(f"  {'policy':<20}" + "".join(f"{c:>18}" for c in cols))
         for name, row in rows.items():
-            print(f"  {name:<14}" + "".join(f"{str(row.get(c, '-')):>18}" for c in cols))
+            print(f"  {name:<20}" + "".join(f"{str(row.get(c, '-')):>18}" for c in cols))
 
 
 def parse_noise(text: str) -> list[tuple[NoiseSpace, float]]:
@@ -240,7 +246,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="shapes set seed (held out from training)")
     ap.add_argument("--fixed", type=int, default=10, help="N of the fixed baseline (noisy; + the clean one)")
     ap.add_argument("--budget", type=int, default=40, help="adaptive budget of noisy candidates")
-    ap.add_argument("--round-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[4, 7, 8])
+    ap.add_argument("--round-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[5, 8])
+    ap.add_argument(
+        "--first-look-shares",
+        type=lambda s: s.split(","),
+        default=["even", str(SmoothConfig().first_look_share)],
+        help="shares of α spent at the first look ('even': α / looks)",
+    )
     ap.add_argument("--noise", type=parse_noise, default=parse_noise("normalized:0.1,pixel:0.25"))
     ap.add_argument("--max-new-tokens", type=int, default=SmoothConfig().max_new_tokens)
     ap.add_argument("--verify", type=int, default=0, help="rerun this many questions through SmoothGuard.run")

@@ -131,11 +131,13 @@ def vote(
     *,
     refusals: Sequence[bool] | None = None,
     noisy: np.ndarray | None = None,
+    alpha: float | None = None,
 ) -> Vote:
     """Cluster the candidates and choose one. ``emb`` is ``[n, d]``; ``answer_emb`` the embedding
     of ``config.answer_set`` (closed-answer mode only); ``refusals`` one refuse flag per candidate
     (default: the keyword test ``is_refusal``); ``noisy`` the bool mask ``[n]`` of the noisy
-    candidates, the only ones the refusal rules count (default: all).
+    candidates, the only ones the refusal rules count (default: all); ``alpha`` the level of the
+    refusal rules' bounds (default: the first look's, ``config.look_alpha(0)``).
 
     Refusal-aware (``config.refusal_aware``): the refusals form one group; if a refusal rule fires
     (``shared.smoothing.refusal.should_refuse``) its most central member answers, else the
@@ -145,7 +147,8 @@ def vote(
     aware = config.refusal_aware
     mapped, labels = _cluster(texts, emb, config, answer_emb, flags if aware else None)
     cosine = cosine_to_centroid(emb, labels)
-    refused = aware and should_refuse(int((flags & noisy_).sum()), int(noisy_.sum()), config)
+    level = config.look_alpha(0) if alpha is None else alpha
+    refused = aware and should_refuse(int((flags & noisy_).sum()), int(noisy_.sum()), config, level)
     winner = int(labels[flags][0]) if refused else pick_winner(labels, ~flags if aware else None)
     members = np.flatnonzero(labels == winner)
     chosen = int(members[np.argmax(cosine[members])])  # argmax keeps the lowest index on ties

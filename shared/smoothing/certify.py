@@ -49,7 +49,7 @@ def certify(samples: list[Sample], config: SmoothConfig) -> Certificate:
     assert config.answer_set is not None, "certify needs a closed answer set"
     label, chosen = selection(samples, config.answer_set)
     count, drawn = estimation(samples, label)
-    alpha = config.round_alpha
+    alpha = config.look_alpha(0)  # certification splits α evenly: every look's level is the same
     p_lower = lower_bound(count, drawn, alpha) if drawn else 0.0
     radius = certified_radius(config.sigma, p_lower)
     return Certificate(

@@ -4,7 +4,7 @@ NOISY candidates, and refuse when that share is provably large enough.
 Let p_R(x) = P(f(x + ε) refuses), ε ~ N(0, σ²I), and let r of the n noisy candidates refuse
 (the clean candidate is labelled too but never counted: only the noisy draws are i.i.d.).
 p_lower and p_upper are the one-sided (1 − α) Clopper–Pearson bounds on p_R(x), α the job's
-level per look (``SmoothConfig.round_alpha``).
+level at this look (``SmoothConfig.look_alpha``).
 
 - ``refusal_threshold`` τ: the smoothed model refuses when p_lower ≥ τ, answering with the most
   central refusal, even when refusals are a minority; otherwise it answers from the majority of
@@ -96,24 +96,28 @@ def refusal_radius(sigma: float, p_lower: float, tau: float) -> float | None:
     return float(sigma * (norm.ppf(p_lower) - norm.ppf(tau)))
 
 
-def should_refuse(count: int, total: int, config: SmoothConfig) -> bool:
+def should_refuse(count: int, total: int, config: SmoothConfig, alpha: float) -> bool:
     """The refusal rules (module docstring) on ``count`` refusing of ``total`` noisy candidates."""
     if count == 0 or total == 0:
         return False
-    alpha = config.round_alpha
     by_threshold = config.refusal_threshold is not None and lower_bound(count, total, alpha) >= config.refusal_threshold
     by_tie = config.prefer_refusal and upper_bound(count, total, alpha) >= 0.5
     return by_threshold or by_tie
 
 
 def refusal_vote(
-    flags: Sequence[bool], noisy: np.ndarray, indices: Sequence[int], config: SmoothConfig, classifier: str
+    flags: Sequence[bool],
+    noisy: np.ndarray,
+    indices: Sequence[int],
+    config: SmoothConfig,
+    classifier: str,
+    alpha: float,
 ) -> RefusalVote:
-    """The refusal share of the noisy candidates (``noisy``: bool mask ``[n]``), its bounds, the
-    decision and, with a threshold τ, the certified radius. ``indices``: the candidates' indices."""
+    """The refusal share of the noisy candidates (``noisy``: bool mask ``[n]``), its bounds at level
+    ``alpha``, the decision and, with a threshold τ, the certified radius. ``indices``: the
+    candidates' indices."""
     refusing = np.asarray(flags, dtype=bool)
     count, total = int((refusing & noisy).sum()), int(noisy.sum())
-    alpha = config.round_alpha
     lo = lower_bound(count, total, alpha) if total else 0.0
     tau = config.refusal_threshold
     radius = refusal_radius(config.sigma, lo, tau) if tau is not None else None
@@ -126,7 +130,7 @@ def refusal_vote(
         upper_bound=upper_bound(count, total, alpha) if total else 1.0,
         alpha=alpha,
         threshold=tau,
-        refused=should_refuse(count, total, config),
+        refused=should_refuse(count, total, config, alpha),
         certified_radius=radius,
         radius_space=config.noise_space if radius is not None else None,
         candidates=tuple(int(indices[i]) for i in np.flatnonzero(refusing).tolist()),

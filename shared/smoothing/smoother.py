@@ -61,7 +61,8 @@ def aggregate(
     noisy = np.array([not s.is_clean for s in samples])
     classify = refusals or KeywordRefusals()
     flags = list(classify(texts))
-    v = vote(texts, emb, config, answer_emb, refusals=flags, noisy=noisy)
+    alpha = config.look_alpha(rounds - 1)
+    v = vote(texts, emb, config, answer_emb, refusals=flags, noisy=noisy, alpha=alpha)
     timings.embedding_ms += (t1 - t0) * 1e3
     timings.clustering_ms += (time.perf_counter() - t1) * 1e3
     for i, s in enumerate(samples):
@@ -71,9 +72,7 @@ def aggregate(
     k = int(((v.labels == v.winner) & noisy).sum())
     label = v.answer_labels[v.chosen] if v.answer_labels else None
     certify = label is not None and label != OTHER
-    cons = consensus(
-        k, int(noisy.sum()), config.round_alpha, sigma=config.sigma if certify else None, space=config.noise_space
-    )
+    cons = consensus(k, int(noisy.sum()), alpha, sigma=config.sigma if certify else None, space=config.noise_space)
     result = SmoothResult(
         answer=texts[v.chosen],
         selected_index=samples[v.chosen].index,
@@ -89,7 +88,7 @@ def aggregate(
         embedder=embed.embedder.name,
         config=asdict(config),
         timings=timings,
-        refusal=refusal_vote(flags, noisy, [s.index for s in samples], config, classify.name),
+        refusal=refusal_vote(flags, noisy, [s.index for s in samples], config, classify.name, alpha),
     )
     if config.certify:  # CERTIFY: answer, bound and radius from the separate selection/estimation draws
         apply_certificate(result, config)
@@ -104,7 +103,8 @@ def next_step(result: SmoothResult, config: SmoothConfig) -> StopReason | None:
     noisy_done = result.consensus.total
     if not config.adaptive:
         return "fixed" if noisy_done >= config.num_samples else None
-    reason = stop_reason(result.consensus.count, noisy_done, config.num_samples - noisy_done, config.round_alpha)
+    remaining = config.num_samples - noisy_done
+    reason = stop_reason(result.consensus.count, noisy_done, remaining, result.consensus.alpha)
     return reason  # type: ignore[return-value]
 
 

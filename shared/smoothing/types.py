@@ -50,7 +50,8 @@ class SmoothConfig:
     distance_threshold: float = 0.3
     alpha: float = 0.05
     adaptive: bool = False
-    round_size: int = 8
+    round_size: int = 5
+    first_look_share: float = 0.8  # adaptive voting: the share of α spent at the first look (the rest: later looks)
     seed: int = 0
     max_new_tokens: int = 128
     answer_set: tuple[str, ...] | None = None
@@ -70,6 +71,7 @@ class SmoothConfig:
         _check(0 < self.distance_threshold <= 2, "distance_threshold must be in (0, 2]")
         _check(0 < self.alpha < 0.5, "alpha must be in (0, 0.5)")
         _check(self.round_size >= 1, "round_size must be >= 1")
+        _check(0 < self.first_look_share < 1, "first_look_share must be in (0, 1)")
         _check(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
         _check(0 < self.match_threshold <= 1, "match_threshold must be in (0, 1]")
         if self.answer_set is not None:
@@ -91,10 +93,20 @@ class SmoothConfig:
     def max_rounds(self) -> int:
         return -(-self.num_samples // self.round_size) if self.adaptive else 1
 
-    @property
-    def round_alpha(self) -> float:
-        """α per look: Bonferroni over the rounds, so stopping early keeps the overall level α."""
-        return self.alpha / self.max_rounds
+    def look_alpha(self, look: int) -> float:
+        """The level of the bounds at look ``look`` (0-based: after round ``look``). The looks' levels
+        add up to α (Bonferroni), so stopping at any look keeps the overall level α. Adaptive voting
+        spends ``first_look_share`` of α at the first look — a unanimous first round can decide at
+        once — and splits the rest evenly over the later looks; adaptive certification, whose first
+        round only selects the class, splits α evenly over all looks."""
+        looks = self.max_rounds
+        if looks == 1:
+            return self.alpha
+        if self.certify:
+            return self.alpha / looks
+        if look == 0:
+            return self.alpha * self.first_look_share
+        return self.alpha * (1 - self.first_look_share) / (looks - 1)
 
 
 def _check(ok: bool, message: str) -> None:

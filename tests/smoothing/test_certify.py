@@ -166,7 +166,7 @@ def adaptive(**fields) -> SmoothConfig:
 
 
 def radius_of(k: int, n: int, config: SmoothConfig) -> float:
-    return config.sigma * norm.ppf(beta.ppf(config.round_alpha, k, n - k + 1))
+    return config.sigma * norm.ppf(beta.ppf(config.look_alpha(0), k, n - k + 1))
 
 
 def test_adaptive_stops_decided_once_the_target_is_certified():
@@ -212,7 +212,7 @@ def test_adaptive_spends_the_budget_when_the_last_draws_miss_the_target():
 def test_stop_rule_directly():
     config = adaptive(target_radius=0.1, num_samples=400)  # 40 looks at α/40
     _, result = run(by_phase("no", "yes", "yes"), replace(config, num_samples=40))
-    cert = replace(result.consensus.certificate, n=400, alpha=config.round_alpha)
+    cert = replace(result.consensus.certificate, n=400, alpha=config.look_alpha(0))
 
     def at(k, n):
         return replace(cert, count=k, drawn=n, p_lower=beta.ppf(cert.alpha, k, n - k + 1) if k else 0.0)

@@ -114,7 +114,8 @@ def test_prefer_refusal_now_fires_on_a_statistical_tie():
     ],
 )
 def test_should_refuse(count, total, cfg, refuse):
-    assert should_refuse(count, total, SmoothConfig(**cfg)) is refuse
+    config = SmoothConfig(**cfg)
+    assert should_refuse(count, total, config, config.look_alpha(0)) is refuse
 
 
 def test_the_default_vote_is_unchanged_and_the_refusals_only_reported():
@@ -180,4 +181,4 @@ def test_config_rejects_a_threshold_outside_the_unit_interval(kwargs):
 def test_refusal_aware_voting_does_not_combine_with_certify():
     with pytest.raises(ValueError, match="refusal-aware"):
         SmoothConfig(answer_set=("yes", "no"), certify=True, prefer_refusal=True)
-    assert np.isclose(SmoothConfig(refusal_threshold=0.25).round_alpha, 0.05)
+    assert np.isclose(SmoothConfig(refusal_threshold=0.25).look_alpha(0), 0.05)

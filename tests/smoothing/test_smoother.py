@@ -50,7 +50,35 @@ def test_adaptive_stops_as_soon_as_the_bound_decides():
     result = SmoothGuard(gen, BagOfWordsEmbedder(), cfg).run(None, "p")
     assert result.stop_reason == "decided" and result.rounds == 1 and result.samples_spent == 9
     assert [len(c) for c in gen.calls] == [9]
-    assert result.consensus.alpha == pytest.approx(0.05 / 5)
+    assert result.consensus.alpha == pytest.approx(0.05 * 0.8)  # the first look spends 80 % of α
+
+
+def test_the_looks_levels_add_up_to_alpha_with_most_at_the_first_look():
+    cfg = SmoothConfig(adaptive=True, num_samples=40, round_size=5, alpha=0.05)
+    levels = [cfg.look_alpha(look) for look in range(cfg.max_rounds)]
+    assert sum(levels) == pytest.approx(0.05) and levels[0] == pytest.approx(0.04)
+    assert levels[1:] == pytest.approx([0.01 / 7] * 7)
+    assert SmoothConfig().look_alpha(0) == 0.05  # one look (fixed N): all of α
+    even = SmoothConfig(adaptive=True, num_samples=40, round_size=10, answer_set=("yes", "no"), certify=True)
+    assert [even.look_alpha(look) for look in range(4)] == pytest.approx([0.0125] * 4)  # certification: even
+
+
+def test_a_unanimous_first_round_of_five_decides_only_with_the_front_loaded_level():
+    front = SmoothConfig(adaptive=True, num_samples=40, round_size=5)
+    even = SmoothConfig(adaptive=True, num_samples=40, round_size=5, first_look_share=1 / 8)
+    runs = {
+        name: SmoothGuard(ScriptedGenerator(lambda s: BENIGN), BagOfWordsEmbedder(), cfg).run(None, "p")
+        for name, cfg in (("front", front), ("even", even))
+    }
+    assert runs["front"].stop_reason == "decided" and runs["front"].samples_spent == 6  # 0.04 ** (1/5) = 0.525
+    assert runs["even"].rounds == 2 and runs["even"].samples_spent == 11  # 0.00625 ** (1/5) < 0.5
+
+
+def test_a_later_look_uses_the_later_level():
+    gen = ScriptedGenerator(lambda s: ADV if s.index == 3 else BENIGN)  # 4/5 noisy agree at the first look
+    cfg = SmoothConfig(adaptive=True, num_samples=40, round_size=5)
+    result = SmoothGuard(gen, BagOfWordsEmbedder(), cfg).run(None, "p")
+    assert result.rounds == 3 and result.consensus.alpha == pytest.approx(0.01 / 7)  # 9/10 is not enough at look 1
 
 
 def test_adaptive_keeps_sampling_while_undecided_then_stops_futile_or_at_budget():
