@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install
 bench: install
 	$(BIN)/python bench/bench_cpu.py
 	$(BIN)/python bench/bench_service.py
+
+# the versions the Docker images install (deploy/constraints.txt), from this venv once the tests pass
+constraints: install
+	VENV=$(VENV) sh deploy/constraints.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

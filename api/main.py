@@ -1,4 +1,5 @@
-"""The FastAPI app: routes, RFC 9457 problem+json errors, health and metrics. Never imports torch."""
+"""The FastAPI app: routes, RFC 9457 problem+json errors, health and metrics, logs in the settings'
+format and, when configured, a trace per request (``shared.observability``). Never imports torch."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from api.routes import admin, audits, jobs, media, ops, robust_models, webhooks
 from api.schemas import JobCreate, JobForm, Problem
 from shared.config import Settings, get_settings
 from shared.db import get_engine
+from shared.observability import logs, tracing
 from shared.storage import ObjectStore
 from workers.celery_app import CelerySender
 
@@ -63,6 +65,8 @@ class Timed:
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="SmoothGuard", version="0.1.0", description="Randomized-smoothing defense for multimodal LLMs")
     app.state.settings = settings or get_settings()
+    logs.configure(app.state.settings)
+    tracing.configure(app.state.settings, "smoothguard-api")
     app.state.sessions = sessionmaker(get_engine(app.state.settings.database_url), expire_on_commit=False)
     app.state.store = ObjectStore.from_settings(app.state.settings)
     app.state.queue = CelerySender.from_settings(app.state.settings)
@@ -84,4 +88,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.register(app)
     app.add_middleware(BodyLimit, limit=limit_for(app.state.settings))
     app.add_middleware(Timed, latency=latency)
+    tracing.instrument_app(app)
     return app

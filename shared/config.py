@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.backends.registry import DEFAULT_EMBEDDER
@@ -12,6 +14,12 @@ from shared.backends.registry import DEFAULT_EMBEDDER
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_MODEL = ASSETS / "demo-llava"
 DEMO_IMAGE = ASSETS / "demo.png"
+# refused in production: the development S3 keys of `smoothguard up`, MinIO's documented root
+# default, and database passwords anyone would try first
+DEV_SECRETS = frozenset({"smoothguard-dev", "smoothguard-dev-secret", "minioadmin"})
+WEAK_PASSWORDS = frozenset({"", "postgres", "password", "smoothguard", "changeme", "secret", "admin"})
+MIN_SECRET_CHARS = 8  # S3 secret key and database password in production (MinIO's own minimum)
+MIN_ADMIN_TOKEN_CHARS = 24
 
 
 class Settings(BaseSettings):
@@ -20,6 +28,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMOOTHGUARD_", env_file=".env", extra="ignore")
 
     model: str = str(DEMO_MODEL)
+    model_revision: str = ""  # hub revision (commit, tag, branch) of `model` that `pull-model` fetches and workers load
     embedder: str = DEFAULT_EMBEDDER
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
@@ -75,7 +84,7 @@ class Settings(BaseSettings):
     stale_after_s: float = 900.0  # dispatched, unclaimed and untouched this long: its message was lost; re-sent
     worker_heartbeat_s: float = 5.0  # how often a worker writes that it is alive
     worker_timeout_s: float = 30.0  # a worker silent this long is dead: the sweeper re-sends what it had claimed
-    tenant_max_dispatched: int = 8  # a tenant's jobs on the GPU queue at once; the rest wait in the database
+    tenant_max_dispatched: int = 8  # a tenant's jobs on each GPU lane at once; the rest wait in the database
     dispatch_interval_s: float = 2.0  # how often waiting jobs are dispatched when no finish or submit did it
     rate_limit: str = "600/minute"  # requests per API key, counted in Redis across API replicas ("" or "0": none)
     rate_limit_unauthenticated: str = "60/minute"  # per client address, requests without a valid key ("": none)
@@ -83,6 +92,33 @@ class Settings(BaseSettings):
     max_audits_in_flight: int = 4  # a tenant's unfinished audits; 0: no quota
     max_robust_models_in_flight: int = 2  # a tenant's unfinished robustify runs; 0: no quota
     admin_token: str = ""  # bearer token of the /v1/admin routes; unset: those routes answer 404
+    environment: str = "local"  # local | production (production refuses the development and weak secrets at start)
+    ready_file: str = ""  # a worker's readiness file, touched with each heartbeat ("": <tmp>/smoothguard-worker.ready)
+    shutdown_grace_s: float = 25.0  # on SIGTERM a worker's running task may finish this long, then is handed back
+    metrics_port: int = 0  # a worker serves its Prometheus metrics on this port (0: none)
+    log_format: str = "text"  # text | json (one JSON object per line, with job/audit/tenant/task ids when known)
+    otlp_endpoint: str = ""  # OTLP/HTTP collector base URL traces are exported to ("": no export)
+    trace_file: str = ""  # spans appended here as JSON lines (tests, debugging; "": none)
+
+    @model_validator(mode="after")
+    def refuse_dev_secrets_in_production(self) -> Settings:
+        if self.environment not in ("local", "production"):
+            raise ValueError(f"environment must be local or production, not {self.environment!r}")
+        if self.environment == "production" and (weak := self.weak_secrets()):
+            raise ValueError("production refuses development or weak secrets: " + "; ".join(weak))
+        return self
+
+    def weak_secrets(self) -> list[str]:
+        """What a production deployment must not run with, in words (nothing: all fine)."""
+        password = urlsplit(self.database_url).password or ""
+        weak = []
+        if password.lower() in WEAK_PASSWORDS or len(password) < MIN_SECRET_CHARS:
+            weak.append(f"the database URL's password is missing or weak (at least {MIN_SECRET_CHARS} characters)")
+        if {self.s3_access_key, self.s3_secret_key} & DEV_SECRETS or len(self.s3_secret_key) < MIN_SECRET_CHARS:
+            weak.append("the S3 access/secret key is a development default or shorter than 8 characters")
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_CHARS:
+            weak.append(f"the admin token is shorter than {MIN_ADMIN_TOKEN_CHARS} characters")
+        return weak
 
     def model_ids(self) -> list[str]:
         """The models jobs may name: the default first, then ``known_models``."""

@@ -2,7 +2,9 @@
 a step that runs long (a round, an attack, training) records the worker that claimed it. Work
 claimed by a worker silent for ``worker_timeout_s`` is re-sent by the sweeper at once — a killed
 worker's work comes back within ``worker_timeout_s + sweep_interval_s``, not after the broker's
-visibility timeout — and a duplicate message for work a live worker holds is dropped."""
+visibility timeout — and a duplicate message for work a live worker holds is dropped. Each beat
+also refreshes the worker's readiness file (``shared.readiness``, what ``smoothguard healthcheck``
+reads); a worker that stops removes both its row and that file."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.db import session_scope
 from shared.models import Worker
+from shared.readiness import mark_ready, unmark_ready
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ def keep_alive(settings: Settings, queues: str, stop: threading.Event) -> thread
 
 def beat_once(settings: Settings, queues: str) -> None:
     try:
+        mark_ready(settings, queues)
         heartbeat(settings, queues)
     except Exception:
         log.warning("heartbeat failed", exc_info=True)
@@ -64,6 +68,12 @@ def beat_once(settings: Settings, queues: str) -> None:
 def _beat_until(settings: Settings, queues: str, stop: threading.Event) -> None:
     while not stop.wait(settings.worker_heartbeat_s):
         beat_once(settings, queues)
+    forget(settings)
+
+
+def forget(settings: Settings) -> None:
+    """This worker is gone: its row (its claims are the dead's from now on) and its readiness file."""
+    unmark_ready(settings)
     try:
         with session_scope(settings.database_url) as session:
             session.execute(delete(Worker).where(Worker.id == worker_id()))

@@ -20,10 +20,14 @@ from shared.models import Audit, DatasetArchive, Job, RobustModel, WebhookEvent
 
 
 class QueueName(StrEnum):
-    """The broker's queues: ``gpu`` generation and attacks, ``cpu`` votes and the sweeper,
-    ``webhooks`` deliveries, ``audits`` an audit's bookkeeping and report."""
+    """The broker's queues: ``gpu`` interactive work (rounds of jobs not from an audit, robustify),
+    ``gpu-audits`` an audit's GPU work (its defense jobs' rounds, its attacks), ``cpu`` votes and
+    the sweeper, ``webhooks`` deliveries, ``audits`` an audit's bookkeeping and report. A GPU worker
+    consumes ``gpu`` and ``gpu-audits`` and always takes from ``gpu`` first: an audit delays an
+    interactive job by at most the round (or attack chunk) the worker is busy with."""
 
     GPU = "gpu"
+    GPU_AUDITS = "gpu-audits"
     CPU = "cpu"
     WEBHOOKS = "webhooks"
     AUDITS = "audits"
@@ -50,7 +54,14 @@ class Step(StrEnum):
 
     @property
     def queue(self) -> QueueName:
+        """Where the step's messages go unless a message names its lane (an audit job's round)."""
+        if self in AUDIT_WORK:
+            return QueueName.GPU_AUDITS
         return QueueName(self.value.split(".", 1)[0])
+
+
+AUDIT_WORK = frozenset({Step.ATTACK_UNIVERSAL, Step.ATTACK_CHUNK})  # GPU steps only audits send
+GPU_LANES = frozenset({QueueName.GPU, QueueName.GPU_AUDITS})  # what a GPU worker consumes, gpu first
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,11 @@ class Message:
 
     step: Step
     args: tuple[str | int, ...] = ()
+    lane: QueueName | None = None  # the queue, when not the step's own (an audit job's round: gpu-audits)
+
+    @property
+    def queue(self) -> QueueName:
+        return self.lane or self.step.queue
 
 
 class Sender(Protocol):
@@ -70,7 +86,12 @@ class Sender(Protocol):
 
 def after_submit(job: Job) -> list[Message]:
     """A job's first round: sent by the dispatcher (``shared.jobs.dispatch``) when its tenant has a free slot."""
-    return [Message(Step.SAMPLE_ROUND, (str(job.id), 0))]
+    return [next_round(job, 0)]
+
+
+def next_round(job: Job, round_index: int) -> Message:
+    """Round ``round_index`` of a job, on its lane."""
+    return round_again(job.id, round_index, audit=job.audit_item_id is not None)
 
 
 def dispatch(tenant_id: uuid.UUID | None = None) -> Message:
@@ -78,10 +99,10 @@ def dispatch(tenant_id: uuid.UUID | None = None) -> Message:
     return Message(Step.DISPATCH, (str(tenant_id),) if tenant_id is not None else ())
 
 
-def round_again(job_id: uuid.UUID, round_index: int) -> Message:
-    """A round claimed as another round's company but not generated (its input could not be read
-    from the object store): back on the queue."""
-    return Message(Step.SAMPLE_ROUND, (str(job_id), round_index))
+def round_again(job_id: uuid.UUID, round_index: int, *, audit: bool) -> Message:
+    """A round (of an audit's defense job: ``audit``) on its lane — also one claimed as another
+    round's company but not generated (its input could not be read from the object store)."""
+    return Message(Step.SAMPLE_ROUND, (str(job_id), round_index), QueueName.GPU_AUDITS if audit else None)
 
 
 def after_round(job: Job) -> list[Message]:
@@ -92,7 +113,7 @@ def after_round(job: Job) -> list[Message]:
 def after_vote(job: Job) -> list[Message]:
     """Undecided with budget left: the next round; otherwise the job finished."""
     if job.finished_at is None:
-        return [Message(Step.SAMPLE_ROUND, (str(job.id), job.rounds_done))]
+        return [next_round(job, job.rounds_done)]
     return after_job_finished(job)
 
 
@@ -171,7 +192,7 @@ def resume_job(job: Job) -> list[Message]:
     lost): the vote on rounds not voted on yet, else the next round."""
     if job.aggregated_rounds < job.rounds_done:
         return [Message(Step.AGGREGATE, (str(job.id),))]
-    return [Message(Step.SAMPLE_ROUND, (str(job.id), job.rounds_done))]
+    return [next_round(job, job.rounds_done)]
 
 
 def resume_audit(audit: Audit, lost_chunks: list[int], *, awaits_universal: bool = False) -> list[Message]:

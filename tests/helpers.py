@@ -1,8 +1,9 @@
-"""Helpers of the API tests."""
+"""Helpers of the API and job tests."""
 
 import time
 
-from shared.config import DEMO_IMAGE
+from shared.config import DEMO_IMAGE, DEMO_MODEL
+from shared.models import Audit, AuditItem
 
 
 def auth(key):
@@ -22,3 +23,16 @@ def wait_finished(client, key, job_id, timeout=180):
         assert time.monotonic() < deadline, body
         time.sleep(0.2)
     return body
+
+
+def audit_item(s, tenant_id, media_id) -> AuditItem:
+    """One item of a new running audit (for jobs that are an audit's defense jobs)."""
+    audit = Audit(tenant_id=tenant_id, status="running", model=str(DEMO_MODEL), spec={})
+    s.add(audit)
+    s.flush()
+    item = AuditItem(
+        audit_id=audit.id, index=0, chunk=0, key="k", category="c", kind="open", prompt="p", media_id=media_id
+    )
+    s.add(item)
+    s.flush()
+    return item

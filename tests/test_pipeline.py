@@ -22,10 +22,23 @@ def audit(**fields):
     return Audit(**({"id": uuid.uuid4(), "status": "running"} | fields))
 
 
-def test_every_step_runs_on_the_queue_its_name_starts_with():
+def test_every_step_runs_on_the_queue_its_name_starts_with_an_audits_attacks_on_the_audit_lane():
     assert {s.queue for s in Step} == set(QueueName)
     assert Step.SAMPLE_ROUND.queue is QueueName.GPU and Step.ITEM_DONE.queue is QueueName.AUDITS
-    assert all(s.value == f"{s.queue.value}.{s.name.lower()}" for s in Step)
+    assert Step.ATTACK_CHUNK.queue is Step.ATTACK_UNIVERSAL.queue is QueueName.GPU_AUDITS
+    assert Step.ROBUSTIFY.queue is QueueName.GPU
+    assert all(s.value == f"{s.queue.value.split('-')[0]}.{s.name.lower()}" for s in Step)
+
+
+def test_an_audits_defense_job_runs_its_rounds_on_the_audit_lane_an_interactive_job_on_gpu():
+    interactive, defense = job(rounds_done=1, aggregated_rounds=1), job(audit_item_id=uuid.uuid4())
+    assert [m.queue for m in pipeline.after_submit(interactive)] == [QueueName.GPU]
+    assert [m.queue for m in pipeline.after_vote(interactive)] == [QueueName.GPU]
+    assert pipeline.after_submit(defense) == [Message(Step.SAMPLE_ROUND, (str(defense.id), 0), QueueName.GPU_AUDITS)]
+    assert [m.queue for m in pipeline.after_vote(defense) + pipeline.resume_job(defense)] == [QueueName.GPU_AUDITS] * 2
+    assert pipeline.round_again(defense.id, 2, audit=True).queue is QueueName.GPU_AUDITS
+    assert pipeline.round_again(interactive.id, 2, audit=False).queue is QueueName.GPU
+    assert {m.queue for m in pipeline.after_prepare(audit(), universal=False, chunks=[0, 1])} == {QueueName.GPU_AUDITS}
 
 
 def test_a_submitted_job_starts_with_round_zero_and_a_round_is_voted_on():

@@ -27,6 +27,7 @@ from shared.jobs.store import cancel, config_of, create_job, result_of, samples_
 from shared.media.checks import check_media
 from shared.media.store import save_media
 from shared.models import Delivery, Job, Media, Tenant
+from shared.observability import events
 from shared.quotas import Work, check_in_flight
 from shared.smoothing.types import Sample, SmoothConfig, noise_space_for
 from shared.storage import ObjectStore
@@ -215,7 +216,9 @@ def submit_job(
     job, media, created = submit(session, store, settings, tenant, body, idempotency_key)
     # the job is the outbox: committed, then dispatched now if its tenant has a free slot, else later
     commit_and_dispatch(session, settings, queue, tenant.id)
-    if not created:
+    if created:
+        events.job_submitted(job)
+    else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Retry-After"] = "1"

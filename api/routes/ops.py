@@ -1,4 +1,6 @@
-"""Operations: liveness, readiness (database, broker, object store) and Prometheus metrics."""
+"""Operations: liveness, readiness (database, broker, object store) and Prometheus metrics — the
+public ``/metrics`` (request latency, queue depths: no database query, nothing about tenants'
+work) and the operator's ``/v1/admin/metrics`` (work in flight service-wide, admin token)."""
 
 from __future__ import annotations
 
@@ -6,27 +8,21 @@ import os
 from collections.abc import Callable, Iterator
 
 import redis
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from api.deps import SettingsDep, StoreDep
+from api.routes.admin import require_admin
 from shared.config import Settings
 from shared.db import get_engine
 from shared.pipeline import QueueName
 
 router = APIRouter(tags=["operations"])
-
-STAGES = {  # stage name → (start column, end column)
-    "queued": ("created_at", "started_at"),
-    "generation": ("started_at", "generated_at"),
-    "aggregation": ("generated_at", "aggregated_at"),
-    "total": ("created_at", "finished_at"),
-}
 
 
 def check(name: str, probe: Callable[[], object]) -> tuple[str, str]:
@@ -63,45 +59,61 @@ def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
-class ServiceCollector(Collector):
-    """Read at scrape time from the shared state (every worker writes there): jobs and audits by status,
-    queue depths, stage latencies of finished jobs, samples generated."""
+class QueueDepths(Collector):
+    """Messages waiting per queue, read at scrape time: one LLEN per queue in one round trip to the
+    broker (the lists are the queues; what KEDA scales on)."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
+        self.client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | SummaryMetricFamily]:
-        jobs = GaugeMetricFamily("smoothguard_jobs", "Jobs by status", labels=["status"])
-        audits = GaugeMetricFamily("smoothguard_audits", "Audits by status", labels=["status"])
-        samples = CounterMetricFamily("smoothguard_samples_generated", "Candidates generated (sample rows)")
-        stages = SummaryMetricFamily("smoothguard_stage_seconds", "Time spent per stage by jobs", labels=["stage"])
-        with get_engine(self.settings.database_url).connect() as con:
-            for status, count in con.execute(text("select status, count(*) from jobs group by status")):
-                jobs.add_metric([status], count)
-            for status, count in con.execute(text("select status, count(*) from audits group by status")):
-                audits.add_metric([status], count)
-            samples.add_metric([], con.execute(text("select count(*) from samples")).scalar_one())
-            for stage, (start, end) in STAGES.items():
-                count, total = con.execute(
-                    text(
-                        f"select count(*), coalesce(sum(extract(epoch from {end} - {start})), 0) from jobs "
-                        f"where {start} is not null and {end} is not null"
-                    )
-                ).one()
-                stages.add_metric([stage], count_value=count, sum_value=float(total))
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("smoothguard_queue_depth", "Messages waiting per queue", labels=["queue"])
-        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
-        for queue in QueueName:
-            depth.add_metric([queue.value], client.llen(queue.value))
-        yield from (jobs, audits, samples, stages, depth)
+        with self.client.pipeline(transaction=False) as pipe:
+            for queue in QueueName:
+                pipe.llen(queue.value)
+            for queue, length in zip(QueueName, pipe.execute(), strict=True):
+                depth.add_metric([queue.value], length)
+        yield depth
+
+
+class WorkInFlight(Collector):
+    """Unfinished jobs and audits by status, service-wide — for the operator only (``/v1/admin/metrics``).
+    Counted over the status index among the unfinished statuses alone: a scrape's cost follows the
+    work in flight (bounded by the tenants' quotas), never the tables' history. Finished work is
+    the workers' counters (``smoothguard_job_seconds_count{status}``, ``smoothguard_rounds_total``)."""
+
+    def __init__(self, settings: Settings):
+        self.database_url = settings.database_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for table, name, statuses in IN_FLIGHT:
+            family = GaugeMetricFamily(
+                f"smoothguard_{name}_in_flight", f"Unfinished {name} by status", labels=["status"]
+            )
+            counts = dict.fromkeys(statuses, 0)
+            with get_engine(self.database_url).connect() as con:
+                query = text(f"select status, count(*) from {table} where status in :statuses group by status")
+                counts |= dict(
+                    con.execute(query.bindparams(bindparam("statuses", expanding=True)), {"statuses": statuses}).all()
+                )
+            for status, count in counts.items():
+                family.add_metric([status], count)
+            yield family
+
+
+IN_FLIGHT = (  # table, metric name, its unfinished statuses
+    ("jobs", "jobs", ["queued", "running"]),
+    ("audits", "audits", ["queued", "running", "reporting"]),
+)
 
 
 def metrics_registry(settings: Settings) -> tuple[CollectorRegistry, Histogram]:
-    """What ``/metrics`` answers, and the request latency histogram. Under several API processes
-    (``smoothguard api --workers``, which sets prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``) each
-    writes its histogram to that folder and the answer sums them all."""
+    """What ``/metrics`` answers — this API's request latency and the queue depths, nothing about
+    tenants' work and no database query — and the request latency histogram. Under several API
+    processes (``smoothguard api --workers``, which sets prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``)
+    each writes its histogram to that folder and the answer sums them all."""
     registry = CollectorRegistry()
-    registry.register(ServiceCollector(settings))
+    registry.register(QueueDepths(settings))
     shared_folder = "PROMETHEUS_MULTIPROC_DIR" in os.environ
     if shared_folder:
         MultiProcessCollector(registry)
@@ -116,5 +128,14 @@ def metrics_registry(settings: Settings) -> tuple[CollectorRegistry, Histogram]:
 
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus text format."""
+    """Prometheus text format: request latency and queue depths (unauthenticated; cheap)."""
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/admin/metrics", response_class=Response, tags=["admin"], dependencies=[Depends(require_admin)])
+def work_metrics(settings: SettingsDep) -> Response:
+    """Prometheus text format, with the admin token: unfinished jobs and audits by status,
+    service-wide (the same from every API replica: scrape one)."""
+    registry = CollectorRegistry()
+    registry.register(WorkInFlight(settings))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

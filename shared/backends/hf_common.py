@@ -23,23 +23,26 @@ def load_model(
     dtype: str,
     auto_class: Any = AutoModelForImageTextToText,
     compile_buckets: tuple[int, ...] = (),
+    revision: str = "",
 ):
     """Processor, model and device; with ``compile_buckets``, a static KV cache and compiled
-    decoding, batches padded to those sizes (``shared.backends.compiled``)."""
+    decoding, batches padded to those sizes (``shared.backends.compiled``). ``revision``: the hub
+    revision to load (``""``: the default branch; ignored for a local folder)."""
     dev = resolve_device(device)
-    processor = load_processor(model_path)
+    processor = load_processor(model_path, revision)
     processor.tokenizer.padding_side = "left"  # decoder-only batches generate from the right edge
-    model = auto_class.from_pretrained(model_path, dtype=resolve_dtype(dtype, dev)).to(dev).eval()
+    pinned = {"revision": revision} if revision else {}
+    model = auto_class.from_pretrained(model_path, dtype=resolve_dtype(dtype, dev), **pinned).to(dev).eval()
     if compile_buckets:
         compiled.enable(model, compile_buckets)
     return processor, model, dev
 
 
-def load_processor(model_path: str) -> Any:
+def load_processor(model_path: str, revision: str = "") -> Any:
     """``AutoProcessor``, or — where the video processor cannot load (Qwen-VL without
     torchvision, as on a CPU-only torch build) — the same processor class without it."""
     try:
-        return AutoProcessor.from_pretrained(model_path)
+        return AutoProcessor.from_pretrained(model_path, **({"revision": revision} if revision else {}))
     except (AttributeError, ImportError):
         config = Path(model_path) / "processor_config.json"
         cls = getattr(transformers, json.loads(config.read_text())["processor_class"]) if config.is_file() else None
@@ -135,11 +138,12 @@ class HFGenerator:
         dtype: str = "auto",
         max_batch_size: int = 32,
         compile_buckets: tuple[int, ...] = (),
+        revision: str = "",
     ):
         self.name = model_path
         self.max_batch_size = max_batch_size
         self.processor, self.model, self.device = load_model(
-            model_path, device, dtype, self.auto_class, compile_buckets
+            model_path, device, dtype, self.auto_class, compile_buckets, revision
         )
 
     def prepare(self, media: Any, prompt: str, specs: Sequence[CandidateSpec]) -> dict[str, torch.Tensor]:

@@ -34,6 +34,8 @@ class Runtime(Protocol):
     @property
     def model(self) -> str: ...
     @property
+    def model_revision(self) -> str: ...
+    @property
     def embedder(self) -> str: ...
     @property
     def device(self) -> str: ...
@@ -55,6 +57,7 @@ class LocalRuntime:
     chosen by what the machine has, offline."""
 
     model: str = ""
+    model_revision: str = ""
     embedder: str = DEFAULT_EMBEDDER
     device: str = "auto"
     dtype: str = "auto"
@@ -88,17 +91,26 @@ def load_generator(model: str | None = None, backend: str | None = None, setting
     from shared.backends.compiled import compile_buckets
 
     buckets = compile_buckets(s.compile_generator, s.batch_buckets, s.max_batch_size)
-    return _load_generator(backend, model, s.device, s.dtype, s.max_batch_size, buckets, s.hf_offline)
+    revision = s.model_revision if model == s.model else ""  # the pin belongs to the default model only
+    return _load_generator(backend, model, revision, s.device, s.dtype, s.max_batch_size, buckets, s.hf_offline)
 
 
 @lru_cache(maxsize=4)
 def _load_generator(
-    backend: str, model: str, device: str, dtype: str, max_batch: int, buckets: tuple[int, ...], offline: bool
+    backend: str,
+    model: str,
+    revision: str,
+    device: str,
+    dtype: str,
+    max_batch: int,
+    buckets: tuple[int, ...],
+    offline: bool,
 ) -> Generator:
-    """``buckets``: compiled static-cache generation padded to these batch sizes; ``()``: eager."""
+    """``revision``: the hub revision (``""``: the default branch); ``buckets``: compiled static-cache
+    generation padded to these batch sizes; ``()``: eager."""
     prepare_hf(offline)
     cls = _import(GENERATORS[backend])
-    return cls(model, device=device, dtype=dtype, max_batch_size=max_batch, compile_buckets=buckets)
+    return cls(model, revision=revision, device=device, dtype=dtype, max_batch_size=max_batch, compile_buckets=buckets)
 
 
 def load_embedder(spec: str | None = None, settings: Runtime | None = None) -> Embedder:

@@ -1,8 +1,10 @@
-"""Dispatching: a job's first round goes on the GPU queue only while its tenant has fewer than
-``tenant_max_dispatched`` jobs there; the others wait in the database, oldest first (a tenant's
-interactive jobs before its audits' defense jobs). One tenant's backlog therefore delays another
-tenant's first job by at most that many rounds per busy tenant, and the broker's queue stays short
-enough that the sweeper can tell a waiting job from a lost message.
+"""Dispatching: a job's first round goes on its GPU lane only while its tenant has fewer than
+``tenant_max_dispatched`` jobs on that lane; the others wait in the database, oldest first. The
+lanes (``shared.pipeline``: interactive jobs on ``gpu``, an audit's defense jobs on ``gpu-audits``)
+have their slots apart, so a tenant's own audit never holds its interactive jobs in the database.
+One tenant's backlog therefore delays another tenant's first job by at most that many rounds per
+busy tenant, and the broker's queues stay short enough that the sweeper can tell a waiting job
+from a lost message.
 
 The database row is the outbox: a job committed while the broker was down stays undispatched and
 is sent by the next dispatch (a submit, a finished job, or the periodic ``cpu.dispatch``).
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shared import pipeline
@@ -43,7 +45,13 @@ def send_waiting(session: Session, settings: Settings, sender: Sender, tenant_id
     """In ``session``'s transaction (the caller commits): the tenant's waiting jobs that its free
     slots allow, sent and marked dispatched; how many."""
     hold_tenant(session, tenant_id)
-    jobs = next_jobs(session, tenant_id, settings.tenant_max_dispatched - in_flight(session, tenant_id))
+    jobs = [
+        job
+        for audit in LANES
+        for job in next_jobs(
+            session, tenant_id, audit, settings.tenant_max_dispatched - in_flight(session, tenant_id, audit)
+        )
+    ]
     sender.send([m for job in jobs for m in pipeline.after_submit(job)])
     for job in jobs:
         job.dispatched_at = job.touched_at = now()
@@ -52,9 +60,22 @@ def send_waiting(session: Session, settings: Settings, sender: Sender, tenant_id
 
 # run by every submit: built once (building a statement costs about what running it does)
 LOCK_TENANT = select(Tenant.id).where(Tenant.id == bindparam("tenant_id")).with_for_update(key_share=True)
-IN_FLIGHT = select(func.count(Job.id)).where(
-    Job.tenant_id == bindparam("tenant_id"), Job.status.in_(UNFINISHED), Job.dispatched_at.is_not(None)
-)
+LANES = (False, True)  # interactive jobs, an audit's defense jobs: each lane has its own slots
+
+
+def in_lane(audit: bool) -> ColumnElement[bool]:
+    return Job.audit_item_id.is_not(None) if audit else Job.audit_item_id.is_(None)
+
+
+IN_FLIGHT = {
+    audit: select(func.count(Job.id)).where(
+        Job.tenant_id == bindparam("tenant_id"),
+        Job.status.in_(UNFINISHED),
+        Job.dispatched_at.is_not(None),
+        in_lane(audit),
+    )
+    for audit in LANES
+}
 
 
 def hold_tenant(session: Session, tenant_id: uuid.UUID) -> None:
@@ -73,19 +94,19 @@ def waiting_tenants(settings: Settings, tenant_id: str | uuid.UUID | None) -> li
         return list(session.scalars(query))
 
 
-def in_flight(session: Session, tenant_id: uuid.UUID) -> int:
-    """The tenant's dispatched, unfinished jobs."""
-    return session.scalar(IN_FLIGHT, {"tenant_id": tenant_id}) or 0
+def in_flight(session: Session, tenant_id: uuid.UUID, audit: bool) -> int:
+    """The tenant's dispatched, unfinished jobs on one lane (its audits' with ``audit``)."""
+    return session.scalar(IN_FLIGHT[audit], {"tenant_id": tenant_id}) or 0
 
 
-def next_jobs(session: Session, tenant_id: uuid.UUID, free: int) -> list[Job]:
-    """The tenant's next ``free`` waiting jobs, locked: interactive ones first, then oldest first."""
+def next_jobs(session: Session, tenant_id: uuid.UUID, audit: bool, free: int) -> list[Job]:
+    """The tenant's next ``free`` waiting jobs on one lane, locked, oldest first."""
     if free <= 0:
         return []
     query = (
         select(Job)
-        .where(Job.tenant_id == tenant_id, Job.status == "queued", Job.dispatched_at.is_(None))
-        .order_by(Job.audit_item_id.is_not(None), Job.created_at, Job.id)
+        .where(Job.tenant_id == tenant_id, Job.status == "queued", Job.dispatched_at.is_(None), in_lane(audit))
+        .order_by(Job.created_at, Job.id)
         .limit(free)
         .with_for_update(skip_locked=True)
     )
@@ -93,16 +114,16 @@ def next_jobs(session: Session, tenant_id: uuid.UUID, free: int) -> list[Job]:
 
 
 def commit_and_dispatch(session: Session, settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> None:
-    """Commit a submit's transaction, then dispatch its tenant's waiting jobs (the new one among
-    them) in a transaction of its own in ``session`` — unless every slot of the tenant is taken:
-    then the job waits for the dispatch that follows each finished job. The slots are counted
+    """Commit an interactive submit's transaction, then dispatch its tenant's waiting jobs (the new
+    one among them) in a transaction of its own in ``session`` — unless every interactive slot of
+    the tenant is taken: then the job waits for the dispatch that follows each finished job. The slots are counted
     holding the tenant's row, as dispatchers do: a job that finishes after the count is followed by
     a dispatch that starts after this commit, so it finds the new job. Under a burst of submits the
     slots are full, and a submit costs one transaction. With the broker down the job stays
     committed and waiting, and the periodic dispatch sends it once the broker is back (the submit
     still succeeds)."""
     hold_tenant(session, tenant_id)
-    full = in_flight(session, tenant_id) >= settings.tenant_max_dispatched
+    full = in_flight(session, tenant_id, audit=False) >= settings.tenant_max_dispatched
     session.commit()
     if full:
         return

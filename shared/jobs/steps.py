@@ -48,6 +48,7 @@ from shared.jobs.store import (
 from shared.liveness import held_elsewhere, live_workers, worker_id
 from shared.media.decode import Waveform, fit_side, load_audio, load_image
 from shared.models import Job, Media
+from shared.observability import events
 from shared.pipeline import Message
 from shared.smoothing.noise import plan_round
 from shared.smoothing.refusal import RefusalClassifier
@@ -70,6 +71,7 @@ class RoundInput:
     model: str
     config: SmoothConfig
     specs: list[CandidateSpec]  # the round's candidates (seeded: a redelivery makes the same ones)
+    audit: bool = False  # an audit's defense job (its rounds go on the gpu-audits lane)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a released round's clock: stale at the sweeper's next pass
@@ -112,7 +114,7 @@ def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Mess
             release(settings, resend)
         outcomes = generate_rounds(settings, rounds, contents)
         return record_outcomes(settings, rounds, outcomes) + [
-            pipeline.round_again(r.job_id, r.specs[0].round) for r in resend
+            pipeline.round_again(r.job_id, r.specs[0].round, audit=r.audit) for r in resend
         ]
     except BaseException:
         release(settings, rounds[1:] + resend)  # nothing recorded: the company's rounds go back
@@ -124,7 +126,14 @@ def round_input(session: Session, job: Job, round_index: int) -> RoundInput:
     assert media is not None
     config = config_of(job)
     return RoundInput(
-        job.id, media.object_key, media.modality, job.prompt, job.model, config, plan_round(config, round_index)
+        job.id,
+        media.object_key,
+        media.modality,
+        job.prompt,
+        job.model,
+        config,
+        plan_round(config, round_index),
+        job.audit_item_id is not None,
     )
 
 
@@ -209,6 +218,7 @@ def record_outcomes(settings: Settings, rounds: list[RoundInput], outcomes: list
                 messages += failed(session, settings, job.id, outcome)
             else:
                 record_round(session, job, r.specs, outcome)
+                events.round_done(job, r.model, outcome)
                 messages += pipeline.after_round(job)
     return messages
 
@@ -307,6 +317,7 @@ def count_votes(
     else:
         result.stop_reason = reason or "budget"
         finish(session, job, result)
+        events.job_finished(job)
 
 
 def sweep_jobs(settings: Settings) -> list[Message]:
@@ -331,5 +342,6 @@ def failed(session: Session, settings: Settings, job_id: str | uuid.UUID, exc: E
     notifies like any finished job."""
     log.error("job %s failed", job_id, exc_info=exc)
     job = fail(session, str(job_id), f"{type(exc).__name__}: {exc}")
+    events.job_finished(job)
     schedule_webhook(session, settings, job)
     return pipeline.after_job_finished(job) if job is not None else []

@@ -20,7 +20,7 @@ from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
 from shared.errors import DomainError
 from shared.jobs.options import SingleDefenseOptions
 from shared.smoothing.types import Certificate, RefusalVote, SmoothConfig, SmoothResult, noise_space_for
-from shared.tools import robustify_cli
+from shared.tools import pull_model, robustify_cli
 
 if TYPE_CHECKING:
     from shared.tenants import KeyInfo
@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--count", type=int, default=100, help="number of images (two questions each)")
     synth.add_argument("--out", type=Path, required=True)
-    sub.add_parser("migrate", help="apply the database migrations (SMOOTHGUARD_DATABASE_URL)")
+    migrate = sub.add_parser("migrate", help="apply the database migrations (SMOOTHGUARD_DATABASE_URL)")
+    migrate.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to keep retrying while the database cannot be reached"
+    )
+    sub.add_parser("healthcheck", help="exit 0 when this host's worker is ready (its model loaded, heartbeat fresh)")
     tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="action", required=True)
     tenants.add_parser("create", help="create a tenant").add_argument("name")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _service_parsers(sub)
     _audit_parsers(sub)
     robustify_cli.add_parser(sub)
+    pull_model.add_parser(sub)
     return parser
 
 
@@ -125,8 +130,9 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "queues",
         nargs="+",
-        choices=["gpu", "cpu", "audits", "webhooks", "beat"],
-        help="queues to consume; 'beat' alone runs only the periodic sweeper",
+        choices=["gpu", "gpu-audits", "cpu", "audits", "webhooks", "beat"],
+        help="queues to consume ('gpu': gpu then gpu-audits, interactive always first; 'gpu-audits' alone: "
+        "an audit-only worker); 'beat' alone runs only the periodic sweeper",
     )
     worker.add_argument("--beat", action="store_true", help="also run the sweeper in this process (one per stack)")
     worker.add_argument("--concurrency", type=int, default=8, help="threads for a webhooks-only worker")
@@ -296,16 +302,12 @@ def format_keys(keys: list[KeyInfo]) -> str:
 
 
 def admin(args: argparse.Namespace) -> str:
-    """``migrate``, ``tenants create``, ``keys create|list|revoke`` against the configured database."""
+    """``tenants create``, ``keys create|list|revoke`` against the configured database."""
     from shared.config import get_settings
-    from shared.db import migrate, session_scope
+    from shared.db import session_scope
     from shared.tenants import create_api_key, create_tenant, get_tenant, list_api_keys, revoke_api_key
 
-    url = get_settings().database_url
-    if args.command == "migrate":
-        migrate(url)
-        return "database migrated to head"
-    with session_scope(url) as session:
+    with session_scope(get_settings().database_url) as session:
         if args.command == "tenants":
             tenant = create_tenant(session, name=args.name)
             return f"tenant {tenant.name} created: {tenant.id}"
@@ -329,18 +331,20 @@ def main(argv: list[str] | None = None) -> int:
             qs = write_set(args.seed, args.count, args.out)
             print(f"wrote {args.count} images and {len(qs)} questions to {args.out / 'questions.jsonl'}")
             return 0
-        if args.command in ("migrate", "tenants", "keys"):
+        if args.command in ("tenants", "keys"):
             print(admin(args))
             return 0
         if args.command == "audit":
             from shared.tools.audit_cli import run
 
             return run(args)
+        if args.command == "pull-model":
+            return pull_model.run(args)
         if args.command == "robustify":
             from shared.tools import robustify_cli
 
             return robustify_cli.run(args)
-        if args.command in ("up", "api", "worker", "demo"):
+        if args.command in ("up", "api", "worker", "demo", "migrate", "healthcheck"):
             from shared.tools import commands as services
 
             return int(getattr(services, args.command)(args))

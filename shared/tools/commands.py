@@ -1,4 +1,5 @@
-"""The long-running commands: ``smoothguard api``, ``smoothguard worker …`` and ``smoothguard up``."""
+"""The service commands: ``smoothguard api``, ``smoothguard worker …``, ``smoothguard up``, and for
+deployments ``smoothguard migrate`` (waits for the database) and ``smoothguard healthcheck``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from shared.tools.launcher import PROCESSES, Stack, dev_key, thread_environment, usable_cores
 
+GPU_LANES = ["gpu", "gpu-audits"]  # `worker gpu` consumes both, interactive first (see workers.celery_app)
 # each API process has its own database pool (up to 15 connections): more processes than this on a
 # big machine (or in a container that sees all the host's cores) are asked for with --workers
 MAX_DEFAULT_API_WORKERS = 4
@@ -29,11 +31,23 @@ def api(args: argparse.Namespace) -> int:
     ``/metrics`` for all."""
     import uvicorn
 
+    from shared.config import get_settings
+
     workers = args.workers or min(usable_cores(), MAX_DEFAULT_API_WORKERS)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="smoothguard-metrics-")
         atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, workers=workers, log_level="info")
+    # JSON logs: uvicorn leaves logging alone, each process's create_app sets it up (shared.observability.logs)
+    log_config = None if get_settings().log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=workers,
+        log_level="info",
+        log_config=log_config,
+    )
     return 0
 
 
@@ -60,16 +74,74 @@ def celery_arguments(args: argparse.Namespace) -> list[str]:
     from shared.config import get_settings
 
     schedule = beat_schedule_path(get_settings().redis_url)
-    queues = [q for q in args.queues if q != "beat"]
+    queues = worker_queues(args.queues)
     if not queues:
         return ["beat", "-l", "info", "-s", schedule]
-    solo = bool({"gpu", "cpu", "audits"} & set(queues))
+    solo = bool({*GPU_LANES, "cpu", "audits"} & set(queues))
     argv = ["worker", "-Q", ",".join(queues), "-n", f"{'-'.join(queues)}@%h", "-l", "info"]
-    argv += ["--without-heartbeat", "--without-gossip", "--without-mingle"]
+    # task events (-E) and heartbeats on: Flower or a Celery exporter sees tasks and workers; gossip and
+    # mingle off (workers talking to each other: O(workers²) broker traffic, slower starts; nothing uses them)
+    argv += ["-E", "--without-gossip", "--without-mingle"]
     argv += ["--pool", "solo"] if solo else ["--pool", "threads", "--concurrency", str(args.concurrency)]
     if args.beat or "beat" in args.queues:
         argv += ["-B", "-s", schedule]
     return argv
+
+
+def worker_queues(names: list[str]) -> list[str]:
+    """The queues in consuming order: ``gpu`` stands for both GPU lanes, ``gpu`` first."""
+    expanded = [lane for name in names if name != "beat" for lane in (GPU_LANES if name == "gpu" else [name])]
+    return list(dict.fromkeys(expanded))
+
+
+def healthcheck(args: argparse.Namespace) -> int:
+    """0 when this host's (container's) worker is ready — its model loaded, its heartbeat fresh
+    (``shared.readiness``); 1 otherwise. Reads one file: no torch, no database, no broker."""
+    from shared.config import get_settings
+    from shared.readiness import check
+
+    ready, why = check(get_settings())
+    print(why, file=sys.stdout if ready else sys.stderr)
+    return 0 if ready else 1
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """The migrations, once the database answers: while it cannot be reached (a fresh volume still
+    initialising, the server not started yet) it is tried again every second for ``--wait`` seconds."""
+    from shared.config import get_settings
+    from shared.db import migrate as upgrade
+
+    url = get_settings().database_url
+    wait_for_database(url, args.wait)
+    upgrade(url)
+    print("database migrated to head")
+    return 0
+
+
+def wait_for_database(url: str, wait_s: float, interval_s: float = 1.0) -> None:
+    """Return once a connection opens; after ``wait_s`` seconds, the last error (``OperationalError``)."""
+    import sqlalchemy
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    from shared.db import sqlalchemy_url
+
+    engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=NullPool, connect_args={"connect_timeout": 3})
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                left = deadline - time.monotonic()
+                print(f"the database is not reachable yet ({reason}); retrying for {left:.0f} s more", file=sys.stderr)
+                time.sleep(interval_s)
+    finally:
+        engine.dispose()
 
 
 def start_all(stack: Stack, host: str, port: int, sink: Callable[[str, str], None] | None = None, **env: str) -> str:

@@ -116,10 +116,15 @@ class Stack:
 
     def child_environment(self, name: str, env: dict[str, str]) -> dict[str, str]:
         """A child's environment: ours, the services', ``env``; a torch process (``TORCH_PROCESSES``)
-        gets its share of the cores unless ``SMOOTHGUARD_TORCH_THREADS`` is set (positive) already."""
+        gets its share of the cores unless ``SMOOTHGUARD_TORCH_THREADS`` is set (positive) already;
+        each of ``PROCESSES``' workers its own metrics port (``metrics_port``); every child its own
+        readiness file under the stack's folder (``smoothguard healthcheck`` reads one worker's)."""
         child_env = self.environ | self.env | env | {"PYTHONUNBUFFERED": "1"}
+        child_env.setdefault("SMOOTHGUARD_READY_FILE", str(self.root / "run" / f"{name}.ready"))
         if name in TORCH_PROCESSES and int(child_env.get("SMOOTHGUARD_TORCH_THREADS") or 0) <= 0:
             child_env["SMOOTHGUARD_TORCH_THREADS"] = str(thread_share())
+        if port := metrics_port(name, int(child_env.get("SMOOTHGUARD_METRICS_PORT") or 0)):
+            child_env["SMOOTHGUARD_METRICS_PORT"] = str(port)
         return child_env
 
     def stop_children(self, names: list[str] | None = None, timeout: float = 20.0) -> None:
@@ -136,6 +141,14 @@ class Stack:
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+
+
+def metrics_port(name: str, base: int) -> int:
+    """Where ``PROCESSES``' worker ``name`` serves its metrics when the stack is asked for them from
+    ``base`` on: the GPU worker on ``base``, the CPU worker on ``base + 1``, … (0: none; any other
+    process keeps ``base``)."""
+    workers = [n for n in PROCESSES if n != "api"]
+    return base + workers.index(name) if base > 0 and name in workers else base
 
 
 def thread_share(cores: int | None = None) -> int:

@@ -18,6 +18,7 @@ from shared.db import session_scope
 from shared.errors import Invalid
 from shared.jobs.store import result_of
 from shared.models import Audit, Delivery, Job, WebhookEndpoint, WebhookEvent
+from shared.observability import events, tracing
 from shared.webhooks import transport
 from shared.webhooks.endpoints import active_secrets, endpoint_for
 from shared.webhooks.policy import Outcome, Unresolved, classify
@@ -45,7 +46,9 @@ def deliver(settings: Settings, model: type[Subject], subject_id: str, number: i
         if endpoint is None or not endpoint.enabled:
             record_skipped(session, subject, endpoint, event, number)
             return
-        settle(event, attempt(session, settings, subject, endpoint, number), settings, datetime.now(UTC))
+        with tracing.span("webhook.attempt", attempt=number, tenant_id=subject.tenant_id, **owner(subject)):
+            outcome = attempt(session, settings, subject, endpoint, number)
+        settle(event, outcome, settings, datetime.now(UTC))
 
 
 def payload(subject: Job | Audit, public_url: str) -> dict[str, Any]:
@@ -105,6 +108,8 @@ def attempt(session: Session, s: Settings, subject: Job | Audit, endpoint: Webho
     except (Unresolved, httpx.HTTPError) as exc:  # DNS, connection, TLS, timeout: retried
         error = f"{type(exc).__name__}: {exc}"
     outcome = refused or classify(status, retry_after, now)
+    tracing.annotate(status_code=status, error=error, delivered=outcome.delivered)
+    events.webhook_attempted(number, status, error, time.perf_counter() - started)
     session.add(
         Delivery(
             endpoint_id=endpoint.id,

@@ -2,7 +2,9 @@
 
 No Docker engine runs here, so the files are parsed and held against the code they start: every
 ``smoothguard ...`` command parses with ``shared.tools.cli.build_parser()``, every ``SMOOTHGUARD_*`` name is a
-field of ``shared.config.Settings``, every ``python -c`` snippet compiles and its names import.
+field of ``shared.config.Settings``, every ``python -c`` snippet compiles and its names import, one GPU per
+gpu-worker service, required secrets without defaults, S3 not published, the MinIO setup script (run
+here with a stand-in ``mc``) gives the app a key limited to its bucket, the images pin their dependencies.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from shared.config import Settings
 from shared.tools.cli import build_parser
@@ -28,20 +32,45 @@ from shared.tools.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
+S3_PUBLIC = ROOT / "deploy" / "compose.s3-public.yml"
+CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
 DOCKERFILES = ("deploy/Dockerfile.api", "deploy/Dockerfile.cpu-worker", "deploy/Dockerfile.gpu-worker")
 
 INFRA = {"postgres", "redis", "minio"}
-APP_SERVICES = {"api", "gpu-worker", "cpu-worker", "webhook-worker", "sweeper"}  # long-running SmoothGuard processes
+GPU_WORKER = re.compile(r"gpu-worker-\d+")
+APP_SERVICES = {"api", "gpu-worker-0", "cpu-worker", "webhook-worker", "sweeper"}  # long-running SmoothGuard processes
+WORKERS = {"gpu-worker-0", "cpu-worker", "webhook-worker"}  # Celery workers: healthcheck and metrics
+ONE_SHOTS = {"migrate", "minio-setup", "pull-model"}
+# Compose refuses to start without these (``${VAR:?message}``); no default anywhere in the file.
+REQUIRED_SECRETS = (
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "SMOOTHGUARD_S3_ACCESS_KEY",
+    "SMOOTHGUARD_S3_SECRET_KEY",
+    "SMOOTHGUARD_MODEL_REVISION",
+)
+# An operator's .env, with made-up strong values (production Settings refuse weak ones).
+DOT_ENV = {
+    "POSTGRES_PASSWORD": "5d41402abc4b2a76b9719d91",
+    "MINIO_ROOT_USER": "minio-root",
+    "MINIO_ROOT_PASSWORD": "7d793037a0760186574b0282",
+    "SMOOTHGUARD_S3_ACCESS_KEY": "smoothguard-app",
+    "SMOOTHGUARD_S3_SECRET_KEY": "3c59dc048e8850243be8079a",
+    "SMOOTHGUARD_MODEL_REVISION": "0123456789abcdef0123456789abcdef01234567",
+}
+ROUND_SECONDS = 120  # a generous round of a 7B model: one batched generate of max_new_tokens
 # What a third-party image can execute (for healthchecks and commands); keyed by image name without tag.
 IMAGE_EXECUTABLES = {
     "postgres": {"pg_isready", "psql", "postgres", "docker-entrypoint.sh"},
     "redis": {"redis-cli", "redis-server"},
     "quay.io/minio/minio": {"minio", "mc"},  # mc is bundled in the server image; curl is not
     "prom/prometheus": {"prometheus", "promtool"},
+    "mher/flower": {"celery"},
 }
 OUR_EXECUTABLES = {"smoothguard", "python"}  # the console script and the interpreter, on PATH in all three images
 SMOOTHGUARD_NAME = re.compile(r"\bSMOOTHGUARD_[A-Z0-9_]+")
-VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -56,8 +85,9 @@ def services() -> dict[str, dict]:
 
 
 def interpolate(value: str, env: dict[str, str] | None = None) -> str:
-    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}`` and ``$$``, against ``env``."""
-    env = env or {}
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}`` and ``$$``, against
+    ``env`` (default: the operator's .env above)."""
+    env = DOT_ENV if env is None else env
 
     def one(m: re.Match) -> str:
         if m.group(0) == "$$":
@@ -68,6 +98,9 @@ def interpolate(value: str, env: dict[str, str] | None = None) -> str:
             return env.get(name) or default
         if op == "-":
             return env.get(name, default)
+        if op in (":?", "?"):
+            assert env.get(name) or (op == "?" and name in env), f"compose refuses to start: {default}"
+            return env[name]
         return env.get(name, "")
 
     out = VAR.sub(one, value)
@@ -261,7 +294,7 @@ def ml_torch_pin() -> str:
 
 def test_compose_has_the_services():
     svcs = services()
-    assert INFRA | APP_SERVICES | {"migrate"} <= set(svcs)
+    assert set(svcs) >= INFRA | APP_SERVICES | ONE_SHOTS
     assert svcs["postgres"]["image"].startswith("postgres:")
     assert svcs["redis"]["image"].startswith("redis:")
     assert image_name_and_tag(svcs["minio"]["image"])[0].endswith("minio/minio")
@@ -271,7 +304,7 @@ def test_compose_has_the_services():
 
 def test_every_smoothguard_name_is_a_settings_field():
     known = settings_env_names()
-    for path in [COMPOSE, *(ROOT / d for d in DOCKERFILES), ROOT / "deploy" / "README.md"]:
+    for path in [COMPOSE, S3_PUBLIC, *(ROOT / d for d in DOCKERFILES), ROOT / "deploy" / "README.md"]:
         unknown = set(SMOOTHGUARD_NAME.findall(path.read_text())) - known
         assert not unknown, f"{path.relative_to(ROOT)} names settings that shared.config.Settings lacks: {unknown}"
 
@@ -280,6 +313,7 @@ def test_shared_environment_anchor_is_used_by_every_smoothguard_service():
     compose = load_compose()
     shared_env = compose["x-smoothguard-env"]
     for key in (
+        "ENVIRONMENT",
         "DATABASE_URL",
         "REDIS_URL",
         "S3_ENDPOINT",
@@ -287,29 +321,47 @@ def test_shared_environment_anchor_is_used_by_every_smoothguard_service():
         "S3_SECRET_KEY",
         "S3_BUCKET",
         "PUBLIC_URL",
+        "MODEL",
+        "MODEL_REVISION",
     ):
         assert f"SMOOTHGUARD_{key}" in shared_env
+    assert shared_env["SMOOTHGUARD_ENVIRONMENT"] == "production"
     for name, svc in compose["services"].items():
         if image_of(svc) in DOCKERFILES:
             env = environment(svc)
             assert {k: env.get(k) for k in shared_env} == {k: str(v) for k, v in shared_env.items()}, name
 
 
-@pytest.mark.parametrize("name", sorted(APP_SERVICES | {"migrate"}))
-def test_service_environment_validates_as_settings(name, monkeypatch):
+@pytest.mark.parametrize("name", sorted(APP_SERVICES | {"migrate", "pull-model"}))
+def test_service_environment_validates_as_production_settings(name, monkeypatch):
     for key in list(os.environ):
         if key.startswith("SMOOTHGUARD_"):
             monkeypatch.delenv(key)
     for key, value in environment(services()[name]).items():
         if key.startswith("SMOOTHGUARD_"):
             monkeypatch.setenv(key, interpolate(value))
-    settings = Settings(_env_file=None)  # raises on a value of the wrong type
-    if name == "gpu-worker":
+    settings = Settings(_env_file=None)  # raises on a value of the wrong type, or on a weak secret
+    assert settings.environment == "production"
+    assert settings.model_revision == DOT_ENV["SMOOTHGUARD_MODEL_REVISION"]
+    if GPU_WORKER.fullmatch(name):
         assert settings.device == "cuda"
         assert settings.model == "llava-hf/llava-1.5-7b-hf"
-        assert settings.hf_offline is False  # the model is downloaded into the cache volume
+        assert settings.hf_offline is True  # pull-model fetched the pinned revision before it started
+    if name in WORKERS:
+        assert settings.metrics_port == 9100
     if name == "cpu-worker":
         assert settings.device == "cpu"
+
+
+def test_required_secrets_have_no_defaults():
+    text = COMPOSE.read_text()
+    for name in REQUIRED_SECRETS:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?]|\})", text)
+        assert uses, f"{name} is not used"
+        assert set(uses) == {":?"}, f"{name}: every use must be ${{{name}:?message}} (found {uses})"
+        with pytest.raises(AssertionError, match="compose refuses to start"):
+            interpolate("${" + name + ":?missing}", {k: v for k, v in DOT_ENV.items() if k != name})
+    assert "smoothguard-secret" not in text and "smoothguard-dev" not in text
 
 
 def test_connection_settings_match_the_infrastructure():
@@ -326,12 +378,69 @@ def test_connection_settings_match_the_infrastructure():
     )
     assert urlsplit(app_env["SMOOTHGUARD_REDIS_URL"]).hostname == "redis"
     assert app_env["SMOOTHGUARD_S3_ENDPOINT"] == "minio:9000"
-    raw_app, raw_minio = environment(svcs["api"]), environment(svcs["minio"])
-    # The same expression on both sides, so they agree whatever the operator sets.
-    assert raw_minio["MINIO_ROOT_USER"] == raw_app["SMOOTHGUARD_S3_ACCESS_KEY"]
-    assert raw_minio["MINIO_ROOT_PASSWORD"] == raw_app["SMOOTHGUARD_S3_SECRET_KEY"]
+    raw_app, raw_minio, raw_setup = (environment(svcs[n]) for n in ("api", "minio", "minio-setup"))
+    # The app is not MinIO's root: its key is the user minio-setup creates, the same expression on both sides.
+    assert raw_setup["APP_ACCESS_KEY"] == raw_app["SMOOTHGUARD_S3_ACCESS_KEY"]
+    assert raw_setup["APP_SECRET_KEY"] == raw_app["SMOOTHGUARD_S3_SECRET_KEY"]
+    assert raw_setup["MINIO_ROOT_USER"] == raw_minio["MINIO_ROOT_USER"]
+    assert raw_setup["MINIO_ROOT_PASSWORD"] == raw_minio["MINIO_ROOT_PASSWORD"]
+    assert "MINIO_ROOT" not in raw_app["SMOOTHGUARD_S3_ACCESS_KEY"] + raw_app["SMOOTHGUARD_S3_SECRET_KEY"]
+    assert interpolate(raw_setup["BUCKET"]) == app_env["SMOOTHGUARD_S3_BUCKET"]
     assert len(interpolate(raw_minio["MINIO_ROOT_PASSWORD"])) >= 8  # MinIO refuses shorter root passwords
     assert urlsplit(app_env["SMOOTHGUARD_PUBLIC_URL"]).port == 8000
+
+
+def test_minio_setup_gives_the_app_a_key_limited_to_its_bucket(tmp_path):
+    """The one-shot's script, run by sh with a stand-in ``mc`` that logs its arguments."""
+    svc = services()["minio-setup"]
+    assert svc["image"] == services()["minio"]["image"]  # mc ships in the server image
+    assert svc["entrypoint"][0] == "/bin/sh"  # the image's own entrypoint would start a server
+    assert svc.get("restart", "no") == "no"
+    (tmp_path / "mc").write_text('#!/bin/sh\necho "$@" >> "$MC_LOG"\n')
+    (tmp_path / "mc").chmod(0o755)
+    env = {k: interpolate(v) for k, v in environment(svc).items()}
+    script = interpolate(svc["command"][0])
+    os.chdir(tmp_path)
+    run_env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MC_LOG": str(tmp_path / "mc.log"), **env}
+    subprocess.run(
+        [*svc["entrypoint"], script.replace("/tmp/policy.json", str(tmp_path / "p.json"))], env=run_env, check=True
+    )
+    calls = [line.split() for line in (tmp_path / "mc.log").read_text().splitlines()]
+    bucket, user = env["BUCKET"], env["APP_ACCESS_KEY"]
+    assert ["mb", "--ignore-existing", f"root/{bucket}"] in calls
+    assert ["admin", "user", "add", "root", user, env["APP_SECRET_KEY"]] in calls
+    assert ["admin", "policy", "attach", "root", "smoothguard-app", "--user", user] in calls
+    assert calls[-1] == ["ls", f"app/{bucket}"]  # checked with the app's own key
+    policy = json.loads((tmp_path / "p.json").read_text())
+    resources = {r for st in policy["Statement"] for r in st["Resource"]}
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    assert actions == {  # objects and multipart uploads in the bucket; no bucket policy, deletion or admin
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        "s3:ListBucketMultipartUploads",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
+
+
+def test_s3_and_infrastructure_are_not_published():
+    for name, svc in services().items():
+        for port in svc.get("ports", []):
+            published = str(port).rsplit(":", 1)[0]
+            assert not published.endswith("9000"), f"{name} publishes S3 by default"
+            if name in INFRA or name in {"prometheus", "flower"}:
+                assert published.startswith("127.0.0.1:"), f"{name}: {port} is published beyond loopback"
+    override = yaml.safe_load(S3_PUBLIC.read_text())
+    assert override == {"services": {"minio": {"ports": ["9000:9000"]}}}
+
+
+def test_postgres_healthcheck_uses_tcp():
+    argv = healthcheck_argv(services()["postgres"]["healthcheck"]["test"])
+    assert argv[0] == "pg_isready" and argv[argv.index("-h") + 1] == "127.0.0.1"
 
 
 def test_every_command_and_healthcheck_exists():
@@ -348,10 +457,11 @@ def test_smoothguard_processes_run_the_right_subcommands():
     svcs = services()
     expected = {
         "migrate": ["smoothguard", "migrate"],
-        "gpu-worker": ["smoothguard", "worker", "gpu"],
+        "pull-model": ["smoothguard", "pull-model"],
         "cpu-worker": ["smoothguard", "worker", "cpu", "audits"],
         "webhook-worker": ["smoothguard", "worker", "webhooks"],
         "sweeper": ["smoothguard", "worker", "beat"],
+        **{name: ["smoothguard", "worker", "gpu"] for name in svcs if GPU_WORKER.fullmatch(name)},
     }
     for name, argv in expected.items():
         assert argv_of(svcs[name]["command"]) == argv, name
@@ -361,6 +471,8 @@ def test_smoothguard_processes_run_the_right_subcommands():
     assert (args.host, int(args.port)) == ("0.0.0.0", 8000)
     assert "8000:8000" in [str(p) for p in svcs["api"]["ports"]]
     assert "/healthz" in " ".join(healthcheck_argv(svcs["api"]["healthcheck"]["test"]))
+    for name in WORKERS:
+        assert healthcheck_argv(svcs[name]["healthcheck"]["test"]) == ["smoothguard", "healthcheck"], name
     # The sweeper re-enqueues lost jobs: two of them would race. Exactly one service runs beat, once.
     beats = [
         n
@@ -372,17 +484,53 @@ def test_smoothguard_processes_run_the_right_subcommands():
     assert svcs["sweeper"]["deploy"]["replicas"] == 1
 
 
-def test_gpu_worker_requests_an_nvidia_gpu_and_caches_models():
-    svc = services()["gpu-worker"]
-    devices = svc["deploy"]["resources"]["reservations"]["devices"]
-    assert any(
-        d["driver"] == "nvidia" and "gpu" in d["capabilities"] and (d.get("count") in (1, "all") or d.get("device_ids"))
-        for d in devices
-    )
-    assert image_of(svc) == "deploy/Dockerfile.gpu-worker"
-    hf_home = environment(svc).get("HF_HOME") or dockerfile_env(image_of(svc))["HF_HOME"]
-    named = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"] if not v.startswith((".", "/"))}
-    assert hf_home in named, f"no named volume at HF_HOME={hf_home}"
+def gpu_devices(compose: dict) -> dict[str, list[str]]:
+    """``{service: device_ids}`` of the gpu-worker-K services."""
+    out = {}
+    for name, svc in compose["services"].items():
+        if GPU_WORKER.fullmatch(name):
+            (device,) = svc["deploy"]["resources"]["reservations"]["devices"]
+            assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and "count" not in device
+            out[name] = device["device_ids"]
+    return out
+
+
+def with_documented_gpu_block() -> dict:
+    """The compose file with its commented gpu-worker-1 example uncommented, as the header tells."""
+    lines = COMPOSE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # gpu-worker-1:"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("  #"))
+    block = [line.replace("  # ", "  ", 1).replace("  #   ", "    ", 1) for line in lines[start:end]]
+    return yaml.safe_load("\n".join(lines[:start] + block + lines[end:]))
+
+
+def test_one_gpu_worker_service_per_device():
+    for compose in (load_compose(), with_documented_gpu_block()):
+        devices = gpu_devices(compose)
+        assert devices, "no gpu-worker-K service"
+        for name, ids in devices.items():
+            assert ids == [name.rsplit("-", 1)[1]], f"{name} reserves {ids}"
+    assert set(gpu_devices(with_documented_gpu_block())) == {"gpu-worker-0", "gpu-worker-1"}
+    assert "--scale gpu-worker" not in COMPOSE.read_text() + (ROOT / "deploy" / "README.md").read_text()
+
+
+def test_gpu_workers_load_the_pulled_model_offline():
+    svcs = services()
+    pull = svcs["pull-model"]
+    assert environment(pull)["HF_TOKEN"] == "${HF_TOKEN:-}"
+    assert pull.get("restart", "no") == "no" and "deploy" not in pull  # no GPU for a download
+    for name in gpu_devices(load_compose()):
+        svc = svcs[name]
+        assert image_of(svc) == image_of(pull) == "deploy/Dockerfile.gpu-worker"
+        assert svc["depends_on"]["pull-model"]["condition"] == "service_completed_successfully"
+        env = environment(svc)
+        assert env["SMOOTHGUARD_HF_OFFLINE"] == "true"
+        assert env["HF_HOME"] == environment(pull)["HF_HOME"]
+        assert set(svc["volumes"]) == set(pull["volumes"]) == {f"hf-cache:{env['HF_HOME']}"}
+        grace = svc["stop_grace_period"]
+        stop_s = int(grace.rstrip("ms")) * (60 if grace.endswith("m") else 1)
+        shutdown_s = float(env["SMOOTHGUARD_SHUTDOWN_GRACE_S"])  # how long the worker lets its round finish
+        assert ROUND_SECONDS <= shutdown_s < stop_s, "a round finishes, then the task is handed back before SIGKILL"
 
 
 def test_builds_point_at_existing_dockerfiles():
@@ -412,7 +560,8 @@ def test_depends_on_targets_and_conditions():
                 assert svcs[target].get("restart", "no") == "no", f"{target} is waited on to exit; it must not restart"
     assert svcs["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in APP_SERVICES:
-        assert svcs[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        for one_shot in ("migrate", "minio-setup"):
+            assert svcs[name]["depends_on"][one_shot]["condition"] == "service_completed_successfully", name
     # No cycles: compose would refuse to start.
     done: set[str] = set()
     while len(done) < len(graph):
@@ -442,7 +591,18 @@ def test_named_volumes_are_declared():
                 assert source in declared, f"{name}: volume {source} is not declared"
 
 
+def test_flower_in_the_monitoring_profile():
+    flower = services()["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    argv = argv_of(flower["command"])
+    assert argv[0] == "celery" and "flower" in argv
+    broker = next(a.split("=", 1)[1] for a in argv if a.startswith("--broker="))
+    assert broker == interpolate(load_compose()["x-smoothguard-env"]["SMOOTHGUARD_REDIS_URL"])
+
+
 # --- the Dockerfiles -------------------------------------------------------------------------------
+
+SOURCE_DIRS = ("shared", "api", "workers", "migrations")
 
 
 @pytest.mark.parametrize("path", DOCKERFILES)
@@ -462,7 +622,7 @@ def test_dockerfile_builds_and_runs_smoothguard(path):
     missing = set(project_sources()) - set(copied)
     assert not missing, f"{path} does not copy {missing}"
     installs = [rest for i, rest in instructions if i == "RUN" and "pip install" in rest]
-    project = [r for r in installs if re.search(r"pip install (-e )?['\"]?\.(\[[\w,]+\])?['\"]?(\s|$)", r)]
+    project = [r for r in installs if re.search(r"pip install (--no-deps )?(-e )?['\"]?\.(\[[\w,]+\])?['\"]?(\s|$)", r)]
     assert project, f"{path} does not pip install the project"
     user = [rest for i, rest in instructions if i == "USER"]
     assert user and user[-1] not in ("root", "0"), f"{path} must run as a non-root user"
@@ -484,9 +644,56 @@ def test_dockerfile_builds_and_runs_smoothguard(path):
     assert dockerfile_env(path).get("HF_HOME"), f"{path}: set HF_HOME (the model cache volume)"
 
 
+@pytest.mark.parametrize("path", DOCKERFILES)
+def test_dependencies_are_a_layer_before_the_source(path):
+    """pyproject.toml and the constraints are copied and installed before any source: a code change
+    rebuilds only the layers after the source copy; the project itself goes in with ``--no-deps``."""
+    instructions = dockerfile(path)
+    deps_at = next(i for i, (ins, rest) in enumerate(instructions) if ins == "RUN" and "pip install -r" in rest)
+    deps = instructions[deps_at][1]
+    assert "-c deploy/constraints.txt" in deps, f"{path}: dependencies not installed with the constraints"
+    copied_before = {s for ins, rest in instructions[:deps_at] if ins == "COPY" for s in shlex.split(rest)[:-1]}
+    assert copied_before == {"pyproject.toml", "deploy/constraints.txt", "deploy/pyproject_deps.py"}, copied_before
+    copied_after = {s for ins, rest in instructions[deps_at:] if ins == "COPY" for s in shlex.split(rest)[:-1]}
+    assert set(SOURCE_DIRS) <= copied_after
+    extras = re.search(r"pyproject_deps\.py\s*([\w ]*)>", deps).group(1).split()
+    assert extras == ([] if path == "deploy/Dockerfile.api" else ["ml"]), f"{path}: {extras}"
+    after = [rest for ins, rest in instructions[deps_at + 1 :] if ins == "RUN" and "pip install" in rest]
+    assert after and all("--no-deps" in r for r in after), f"{path}: the source layers reinstall dependencies"
+
+
+def constraint_pins() -> dict[str, str]:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not name==version"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_constraints_pin_every_dependency_within_pyproject():
+    """Every requirement of the base and the ml extra (torch aside: each image installs its own build)
+    is pinned by deploy/constraints.txt to a version pyproject.toml allows: pip finds no conflict."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    from pyproject_deps import requirements
+
+    pins = constraint_pins()
+    assert "torch" not in pins
+    for line in requirements(ROOT / "pyproject.toml", ["ml"]):
+        req = Requirement(line)
+        if req.name == "torch":
+            continue
+        key = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert key in pins, f"deploy/constraints.txt does not pin {req.name} (make constraints)"
+        assert req.specifier.contains(pins[key], prereleases=True), f"{req.name}=={pins[key]} is outside {req}"
+
+
 def test_dockerignore_keeps_the_sources_and_drops_the_rest():
     patterns = dockerignore_patterns()
-    for source in project_sources():
+    for source in [*project_sources(), "deploy/constraints.txt", "deploy/pyproject_deps.py"]:
         top = ROOT / source
         files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
         for file in files:
@@ -501,13 +708,17 @@ def test_dockerignore_keeps_the_sources_and_drops_the_rest():
 # --- Prometheus ------------------------------------------------------------------------------------
 
 
-def test_prometheus_scrapes_the_api_metrics():
+def test_prometheus_scrapes_the_api_and_every_worker():
     config = yaml.safe_load(PROMETHEUS.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     targets = [t for job in jobs.values() for sc in job.get("static_configs", []) for t in sc["targets"]]
     assert "api:8000" in targets
     job = next(j for j in jobs.values() if any("api:8000" in sc["targets"] for sc in j.get("static_configs", [])))
     assert job.get("metrics_path", "/metrics") == "/metrics"
+    looked_up = {
+        (name, sd["port"]) for j in jobs.values() for sd in j.get("dns_sd_configs", []) for name in sd["names"]
+    }
+    assert looked_up == {(name, 9100) for name in WORKERS}, "each worker service's metrics port, every replica"
     mounts = services()["prometheus"]["volumes"]
     assert any(v.split(":")[0] == "./deploy/prometheus.yml" for v in mounts)
 

@@ -16,18 +16,22 @@ from shared.media.store import save_media
 from shared.models import Job
 from shared.smoothing import SmoothConfig
 from shared.tenants import create_tenant
-from tests.helpers import auth, wait_finished
+from tests.helpers import audit_item, auth, wait_finished
 
 
-def jobs_of(database, store, count):
+def jobs_of(database, store, count, audits=0):
+    """``count`` waiting jobs of a new tenant, the first ``audits`` of them an audit's defense jobs."""
     with session_scope(database) as s:
         tenant = create_tenant(s, name=f"t{uuid.uuid4().hex[:6]}")
         media = save_media(
             s, store, tenant_id=tenant.id, data=DEMO_IMAGE.read_bytes(), content_type="image/png", modality="image"
         )
+        item = audit_item(s, tenant.id, media.id) if audits else None
         made = [create_job(s, media=media, prompt="p", model="m", config=SmoothConfig()) for _ in range(count)]
         for i, job in enumerate(made):  # submitted one after another (one transaction shares its now())
             job.created_at = now() + timedelta(milliseconds=i)
+            if i < audits:
+                job.audit_item_id, job.audit_ref = item.id, f"v{i}@0.5"
         return tenant.id, [j.id for j in made]
 
 
@@ -50,6 +54,16 @@ def test_jobs_beyond_a_tenants_slots_wait_in_the_database_and_a_freed_slot_takes
     with session_scope(s.database_url) as session:
         session.get(Job, busy_jobs[0]).status, session.get(Job, busy_jobs[0]).finished_at = "succeeded", now()
     assert dispatch(s, queue, busy) == 1 and dispatched(s.database_url, busy_jobs)[3]
+
+
+def test_a_tenants_audit_does_not_hold_its_interactive_jobs_in_the_database(settings, store, queue):
+    broker = redis.Redis.from_url(settings.redis_url)
+    broker.flushall()
+    s = settings.model_copy(update={"tenant_max_dispatched": 3})
+    _, jobs = jobs_of(s.database_url, store, 12, audits=10)  # ten audit jobs submitted first, then two interactive
+    assert dispatch(s, queue) == 5  # three audit jobs (their lane's slots) and both interactive jobs
+    assert dispatched(s.database_url, jobs) == [True] * 3 + [False] * 7 + [True, True]
+    assert (broker.llen("gpu-audits"), broker.llen("gpu")) == (3, 2)
 
 
 def test_one_tenants_backlog_does_not_hold_another_tenants_first_job_behind_it(settings, keys, spawn_worker):

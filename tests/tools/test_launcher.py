@@ -97,7 +97,8 @@ def assert_torch_workers_share_the_cores(up_pid):
         if b"workers" in argv and b"-Q" in argv:
             environ = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if v)
             threads[argv[argv.index(b"-Q") + 1].decode()] = environ.get(b"OMP_NUM_THREADS", b"").decode()
-    assert {q: threads.get(q) for q in ("gpu", "cpu,audits")} == {"gpu": share, "cpu,audits": share}
+    lanes = "gpu,gpu-audits"  # `worker gpu`: both GPU lanes, interactive first
+    assert {q: threads.get(q) for q in (lanes, "cpu,audits")} == {lanes: share, "cpu,audits": share}
 
 
 def audit_cli(port, key, tmp_path):
