@@ -38,7 +38,7 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             detail = f"the request body is over {limit} bytes" if declared.isdigit() else "invalid Content-Length"
-            await problem(413 if declared.isdigit() else 400, detail)(scope, receive, send)
+            await problem(413 if declared.isdigit() else 400, detail, instance=scope["path"])(scope, receive, send)
             return
         seen = 0
 

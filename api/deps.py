@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -69,9 +72,16 @@ async def get_rate_limits(request: Request) -> RateLimits:
 RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 
 
-def bearer(authorization: str | None) -> str | None:
-    scheme, _, token = (authorization or "").partition(" ")
-    return token if scheme.lower() == "bearer" and token else None
+API_KEY = HTTPBearer(
+    scheme_name="apiKey", bearerFormat="sg_…", description="an API key (`smoothguard keys create`)", auto_error=False
+)
+ADMIN_TOKEN = HTTPBearer(scheme_name="adminToken", description="`SMOOTHGUARD_ADMIN_TOKEN`", auto_error=False)
+ApiKeyDep = Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY)]
+
+
+def bearer(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header (any other scheme, or none: None)."""
+    return credentials.credentials or None if credentials is not None else None
 
 
 def unauthorized(request: Request, limits: RateLimits, what: str) -> HTTPException:
@@ -84,11 +94,11 @@ def current_tenant(
     request: Request,
     session: SessionDep,
     limits: RateLimitsDep,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: ApiKeyDep,
 ) -> Tenant:
     """The tenant of the request's active API key (a revoked key is refused at once: every request
     looks its key up), its rate limit counted."""
-    found = authenticate(session, token) if (token := bearer(authorization)) else None
+    found = authenticate(session, token) if (token := bearer(credentials)) else None
     if found is None:
         raise unauthorized(request, limits, "API key")
     key, tenant = found
@@ -97,3 +107,34 @@ def current_tenant(
 
 
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="a retry with the same key and body gets the first answer (remembered for a while: the"
+        " deployment's idempotency_key_ttl_s, 24 h by default)",
+    ),
+]
+
+
+def query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route (with its dependencies) declares."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= query_names(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """An unknown query parameter (a typo: ``?staus=running``) is refused (422), not ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    if unknown := sorted(set(request.query_params) - query_names(dependant)):
+        raise RequestValidationError(
+            [{"loc": ("query", name), "msg": "unknown query parameter", "type": "extra_forbidden"} for name in unknown]
+        )

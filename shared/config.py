@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     max_noise_side: int = 1024  # pixel-space noise is drawn on the image area-downscaled to this longest side
     max_audio_seconds: float = 60.0
     max_audit_items: int = 5000  # items per audit (each fans out to variants × σ defense jobs)
+    idempotency_key_ttl_s: float = 86400.0  # an Idempotency-Key is remembered this long; later it makes anew
     max_dataset_bytes: int = 512 * 2**20  # an uploaded benchmark archive
     # what a dataset archive may unpack to, counted while it is written (the headers' sizes are not trusted)
     max_dataset_extracted_bytes: int = 2 * 2**30  # all members together

@@ -301,3 +301,18 @@ class DatasetArchive(Base):
     created_at: Mapped[datetime] = _created()
     checked_at: Mapped[datetime | None] = mapped_column()
     touched_at: Mapped[datetime | None] = mapped_column(index=True)  # the sweeper's clock, as for jobs
+
+
+class IdempotencyKey(Base):
+    """The ``Idempotency-Key`` of a request that made an audit, a dataset or a webhook endpoint (jobs
+    keep theirs on the job): a retry with it gets what the first made, for ``idempotency_key_ttl_s``."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "operation", "key"),)
+    id: Mapped[uuid.UUID] = _id()
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    operation: Mapped[str] = mapped_column(String(40))  # audits | datasets | webhooks
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))  # the same key with another body → 422
+    resource_id: Mapped[uuid.UUID] = mapped_column()  # what the first request made
+    created_at: Mapped[datetime] = _created()

@@ -9,10 +9,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from api.deps import RateLimitsDep, SessionDep, SettingsDep, bearer, unauthorized
+from api.deps import ADMIN_TOKEN, RateLimitsDep, SessionDep, SettingsDep, bearer, unauthorized
 from api.schemas import COMMON_PROBLEMS, problems
 from shared.tenants import create_api_key, get_tenant, key_info, list_api_keys, revoke_api_key
 
@@ -21,12 +22,12 @@ def require_admin(
     request: Request,
     settings: SettingsDep,
     limits: RateLimitsDep,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_TOKEN)],
 ) -> None:
     """The admin token, compared in constant time; a wrong one counts against the address's limit."""
     if not settings.admin_token:
         raise HTTPException(404, "Not Found")
-    token = bearer(authorization) or ""
+    token = bearer(credentials) or ""
     if not secrets.compare_digest(token.encode(), settings.admin_token.encode()):
         raise unauthorized(request, limits, "admin token")
 
@@ -53,13 +54,21 @@ class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="the key itself: shown this once, stored only hashed")
 
 
-@router.get("/keys", response_model=list[ApiKeyPublic], responses=problems(_404="no tenant of that name"))
+@router.get(
+    "/keys", response_model=list[ApiKeyPublic], responses=problems(_404="no tenant of that name"), name="list_api_keys"
+)
 def list_keys(session: SessionDep, tenant: Annotated[str | None, Query()] = None) -> list[ApiKeyPublic]:
     """Every API key (of one tenant, by name), oldest first; the keys themselves are not stored."""
     return [ApiKeyPublic.model_validate(info, from_attributes=True) for info in list_api_keys(session, tenant=tenant)]
 
 
-@router.post("/keys", status_code=201, response_model=ApiKeyCreated, responses=problems(_404="no tenant of that name"))
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses=problems(_404="no tenant of that name"),
+    name="create_api_key",
+)
 def create_key(body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
     """A new key for the tenant, returned once."""
     row, key = create_api_key(session, tenant=get_tenant(session, name=body.tenant), name=body.name)
@@ -71,6 +80,7 @@ def create_key(body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
     "/keys/{ref}/revoke",
     response_model=ApiKeyPublic,
     responses=problems(_404="no such key", _409="two keys share that prefix"),
+    name="revoke_api_key",
 )
 def revoke_key(ref: str, session: SessionDep) -> ApiKeyPublic:
     """Revoke a key (by id, or by its prefix when no other key shares it): refused from the next

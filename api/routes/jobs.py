@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep, StoreDep
-from api.schemas import COMMON_PROBLEMS, DeliveryPublic, JobCreate, JobOptions, JobPage, JobPublic, problems
+from api.deps import CurrentTenant, IdempotencyKeyHeader, QueueDep, SessionDep, SettingsDep, StoreDep
+from api.schemas import (
+    COMMON_PROBLEMS,
+    DeliveryPublic,
+    JobCreate,
+    JobOptions,
+    JobPage,
+    JobPublic,
+    JobStatus,
+    answer,
+    problems,
+)
 from shared import pipeline
 from shared.config import Settings
 from shared.errors import Invalid, NotFound
 from shared.jobs.dispatch import commit_and_dispatch
 from shared.jobs.intake import check_modality, check_options, replay, request_hash
-from shared.jobs.options import to_params
 from shared.jobs.store import cancel, config_of, create_job, result_of, samples_of
 from shared.media.checks import check_media
 from shared.media.store import save_media
@@ -35,7 +43,7 @@ from shared.webhooks.endpoints import check_callback, check_redelivery
 from shared.webhooks.schedule import schedule_webhook
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=COMMON_PROBLEMS)
-JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "cancelled"]
+POLL_S = 1  # Retry-After of a job not finished yet
 
 
 def outcome_fields(job: Job) -> dict[str, Any]:
@@ -46,11 +54,11 @@ def outcome_fields(job: Job) -> dict[str, Any]:
     return {
         "answer": r.answer,
         "abstained": r.abstained,
-        "consensus": asdict(r.consensus),
+        "consensus": r.consensus,
         "stop_reason": r.stop_reason,
         "samples_spent": r.samples_spent,
-        "timings": asdict(r.timings),
-        "refusal": asdict(r.refusal) if r.refusal is not None else None,
+        "timings": r.timings,
+        "refusal": r.refusal,
     }
 
 
@@ -67,7 +75,7 @@ def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPu
         status=job.status,
         model=job.model,
         prompt=job.prompt,
-        params=to_params(config_of(job)),
+        params=config_of(job),
         media_id=job.media_id,
         callback_url=job.callback_url,
         idempotency_key=job.idempotency_key,
@@ -158,7 +166,7 @@ def submit(
     digest = request_hash(
         media_sha256=sha, prompt=opts.prompt, model=model, config=config, callback_url=opts.callback_url
     )
-    if (earlier := replay(session, tenant.id, key, digest)) is not None:
+    if (earlier := replay(session, tenant.id, key, digest, s.idempotency_key_ttl_s)) is not None:
         return earlier, own_media(session, tenant, earlier.media_id), False  # a retry is answered even at the quota
     check_in_flight(session, s, tenant, Work.JOBS)
     if body.data is not None:
@@ -194,8 +202,12 @@ SUBMIT_BODY = {
     status_code=202,
     response_model=JobPublic,
     openapi_extra=SUBMIT_BODY,
-    responses=problems(
+    responses={
+        202: answer("queued (or, replayed, the job this key made)", "Location", "Retry-After", "Idempotent-Replayed")
+    }
+    | problems(
         _409="a request with this Idempotency-Key is in progress",
+        _413="the upload is over the size limit",
         _415="neither multipart nor JSON",
         _422="bad input, unknown model, or a reused Idempotency-Key",
     ),
@@ -208,7 +220,7 @@ def submit_job(
     settings: SettingsDep,
     queue: QueueDep,
     body: Annotated[JobInput, Depends(job_input)],
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
     """Queue a defense job. The same ``Idempotency-Key`` with the same body returns the same job
     (``Idempotent-Replayed: true``); with another body → 422; while the first request with that key
@@ -221,7 +233,7 @@ def submit_job(
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    response.headers["Retry-After"] = "1"
+    response.headers["Retry-After"] = str(POLL_S)
     return to_public(job, store, media)
 
 
@@ -263,14 +275,19 @@ def keyset_page(session: Session, query: Any, model: Any, limit: int, cursor: st
     return page, encode_cursor(page[-1]) if len(rows) > limit else None
 
 
-@router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> JobPublic:
+@router.get("/{job_id}", response_model=JobPublic, responses={200: answer("the job", "Retry-After")})
+def read_job(
+    job_id: uuid.UUID, response: Response, tenant: CurrentTenant, session: SessionDep, store: StoreDep
+) -> JobPublic:
+    """The job; while it is not finished, ``Retry-After`` says when to poll again."""
     job = own_job(session, tenant, job_id)
+    if job.finished_at is None:
+        response.headers["Retry-After"] = str(POLL_S)
     return to_public(job, store, session.get(Media, job.media_id))
 
 
 @router.get("/{job_id}/samples", response_model=list[Sample])
-def read_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Sample]:
+def list_job_samples(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Sample]:
     """Every candidate with its provenance (the core's ``Sample``), in index order."""
     own_job(session, tenant, job_id)
     return samples_of(session, job_id)
@@ -299,7 +316,7 @@ def cancel_job(
 
 
 @router.get("/{job_id}/deliveries", response_model=list[DeliveryPublic])
-def read_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Delivery]:
+def list_job_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> list[Delivery]:
     """Every webhook attempt for the job, oldest first."""
     own_job(session, tenant, job_id)
     return list(session.scalars(select(Delivery).where(Delivery.job_id == job_id).order_by(Delivery.attempt)))
@@ -311,7 +328,7 @@ def read_deliveries(job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDe
     response_model=JobPublic,
     responses=problems(_409="not finished, no callback, or the endpoint is disabled"),
 )
-def redeliver(
+def redeliver_job_webhook(
     job_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, store: StoreDep, queue: QueueDep
 ) -> JobPublic:
     """Send the job's webhook again (a new series of attempts, the same ``webhook-id``)."""

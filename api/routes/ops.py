@@ -18,11 +18,12 @@ from sqlalchemy import bindparam, text
 
 from api.deps import SettingsDep, StoreDep
 from api.routes.admin import require_admin
+from api.schemas import problems
 from shared.config import Settings
 from shared.db import get_engine
 from shared.pipeline import QueueName
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=problems(_422="an unknown query parameter"))
 
 
 def check(name: str, probe: Callable[[], object]) -> tuple[str, str]:
@@ -126,13 +127,24 @@ def metrics_registry(settings: Settings) -> tuple[CollectorRegistry, Histogram]:
     return registry, latency
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+)
 def metrics(request: Request) -> Response:
     """Prometheus text format: request latency and queue depths (unauthenticated; cheap)."""
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/admin/metrics", response_class=Response, tags=["admin"], dependencies=[Depends(require_admin)])
+@router.get(
+    "/v1/admin/metrics",
+    response_class=Response,
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}}
+    | problems(_401="missing or invalid admin token", _404="no admin token is configured"),
+)
 def work_metrics(settings: SettingsDep) -> Response:
     """Prometheus text format, with the admin token: unfinished jobs and audits by status,
     service-wide (the same from every API replica: scrape one)."""

@@ -20,6 +20,7 @@ from api.schemas import (
     RobustModelPage,
     RobustModelProgress,
     RobustModelPublic,
+    answer,
     problems,
 )
 from shared import pipeline
@@ -51,7 +52,7 @@ def to_public(row: RobustModel) -> RobustModelPublic:
         id=row.id,
         status=row.status,  # type: ignore[arg-type]
         source_model=row.source_model,
-        spec=row.spec,
+        spec=spec,
         attempt=row.attempt,
         progress=progress,
         record=row.record,
@@ -75,9 +76,10 @@ def own(session: Session, tenant: Tenant, model_id: uuid.UUID) -> RobustModel:
     "",
     status_code=202,
     response_model=RobustModelPublic,
-    responses=problems(_422="invalid spec, unknown or unsupported model, budget over the cap, unknown archive"),
+    responses={202: answer("queued", "Location", "Retry-After")}
+    | problems(_422="invalid spec, unknown or unsupported model, budget over the cap, unknown archive"),
 )
-def submit(
+def submit_robust_model(
     response: Response,
     spec: RobustifySpec,
     tenant: CurrentTenant,
@@ -110,7 +112,7 @@ def list_robust_models(
 
 
 @router.get("/{model_id}", response_model=RobustModelPublic)
-def read(model_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> RobustModelPublic:
+def read_robust_model(model_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> RobustModelPublic:
     return to_public(own(session, tenant, model_id))
 
 
@@ -119,6 +121,7 @@ def read(model_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Rob
     status_code=202,
     response_model=RobustModelPublic,
     responses=problems(_409="the run already finished"),
+    name="cancel_robust_model",
 )
 def cancel(model_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> RobustModelPublic:
     """Training stops within seconds (at its next progress write); no checkpoint is stored."""
@@ -136,7 +139,9 @@ def cancel(model_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> R
         **problems(_409="the run has no checkpoint (yet)"),
     },
 )
-def read_file(model_id: uuid.UUID, name: str, tenant: CurrentTenant, session: SessionDep, store: StoreDep) -> Response:
+def read_robust_model_file(
+    model_id: uuid.UUID, name: str, tenant: CurrentTenant, session: SessionDep, store: StoreDep
+) -> Response:
     """One checkpoint file, streamed (weights can be gigabytes)."""
     row = own(session, tenant, model_id)
     if not row.files:

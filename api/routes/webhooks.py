@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentTenant, QueueDep, SessionDep, SettingsDep
-from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookEventPublic, WebhookPublic, problems
+from api.deps import CurrentTenant, IdempotencyKeyHeader, QueueDep, SessionDep, SettingsDep
+from api.schemas import COMMON_PROBLEMS, WebhookCreate, WebhookEventPublic, WebhookPublic, answer, problems
 from shared import pipeline
 from shared.errors import NotFound
+from shared.jobs.intake import body_hash, remember, remembered
 from shared.models import Tenant, WebhookEndpoint, WebhookEvent
 from shared.webhooks.endpoints import check_redelivery, register_endpoint, rotate_secret
 from shared.webhooks.schedule import event_subject, tenant_events
@@ -44,50 +45,67 @@ def own_endpoint(session: Session, tenant: Tenant, endpoint_id: uuid.UUID) -> We
     "",
     status_code=201,
     response_model=WebhookPublic,
-    responses=problems(_409="an endpoint for this URL exists", _422="not http(s), or a private address"),
+    responses={201: answer("registered (or, replayed, the endpoint this key made)", "Location", "Idempotent-Replayed")}
+    | problems(
+        _409="an endpoint for this URL exists, or a request with this Idempotency-Key is in progress",
+        _422="not http(s), a private address, or a reused Idempotency-Key",
+    ),
 )
-def create_endpoint(
-    body: WebhookCreate, response: Response, tenant: CurrentTenant, session: SessionDep, settings: SettingsDep
+def create_webhook_endpoint(
+    body: WebhookCreate,
+    response: Response,
+    tenant: CurrentTenant,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> WebhookPublic:
     """Jobs name it as ``callback_url``. Private, loopback and link-local addresses are refused
-    unless ``SMOOTHGUARD_WEBHOOK_ALLOWLIST`` names the host. The ``whsec_`` secret is shown once."""
-    endpoint = register_endpoint(session, settings, tenant.id, body.url)
-    session.refresh(endpoint)  # created_at comes from the database
+    unless ``SMOOTHGUARD_WEBHOOK_ALLOWLIST`` names the host. The ``whsec_`` secret is shown once —
+    and again to a retry with the same ``Idempotency-Key`` (``Idempotent-Replayed: true``)."""
+    digest, ttl_s = body_hash({"url": body.url}), settings.idempotency_key_ttl_s
+    if (earlier := remembered(session, tenant.id, "webhooks", idempotency_key, digest, ttl_s)) is not None:
+        endpoint = own_endpoint(session, tenant, earlier)
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        endpoint = register_endpoint(session, settings, tenant.id, body.url)
+        remember(session, tenant.id, "webhooks", idempotency_key, digest, endpoint.id)
+        session.flush()
+        session.refresh(endpoint)  # created_at comes from the database
     response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
     return to_public(endpoint, endpoint.secrets["current"])
 
 
 @router.get("", response_model=list[WebhookPublic])
-def list_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[WebhookPublic]:
+def list_webhook_endpoints(tenant: CurrentTenant, session: SessionDep) -> list[WebhookPublic]:
     rows = session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant.id).order_by(WebhookEndpoint.created_at)
     )
     return [to_public(e) for e in rows]
 
 
-@router.post("/{endpoint_id}/rotate-secret", response_model=WebhookPublic)
-def rotate(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> WebhookPublic:
+@router.post("/{endpoint_id:uuid}/rotate-secret", response_model=WebhookPublic)
+def rotate_webhook_secret(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> WebhookPublic:
     """A new secret; for 24 hours deliveries carry a second signature made with the old one."""
     endpoint = own_endpoint(session, tenant, endpoint_id)
     return to_public(endpoint, rotate_secret(endpoint, datetime.now(UTC)))
 
 
-@router.post("/{endpoint_id}/enable", response_model=WebhookPublic)
-def enable(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> WebhookPublic:
+@router.post("/{endpoint_id:uuid}/enable", response_model=WebhookPublic)
+def enable_webhook_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> WebhookPublic:
     """Turn an endpoint back on after it answered 410 Gone."""
     endpoint = own_endpoint(session, tenant, endpoint_id)
     endpoint.enabled, endpoint.disabled_reason = True, None
     return to_public(endpoint)
 
 
-@router.delete("/{endpoint_id}", status_code=204)
-def delete(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
+@router.delete("/{endpoint_id:uuid}", status_code=204)
+def delete_webhook_endpoint(endpoint_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> Response:
     session.delete(own_endpoint(session, tenant, endpoint_id))
     return Response(status_code=204)
 
 
 @router.get("/events", response_model=list[WebhookEventPublic])
-def list_events(
+def list_webhook_events(
     tenant: CurrentTenant,
     session: SessionDep,
     state: Literal["pending", "delivered", "exhausted", "failed", "skipped"] | None = None,
@@ -104,7 +122,9 @@ def list_events(
     response_model=WebhookEventPublic,
     responses=problems(_409="the endpoint is disabled or gone"),
 )
-def redeliver_event(event_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, queue: QueueDep) -> WebhookEvent:
+def redeliver_webhook_event(
+    event_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep, queue: QueueDep
+) -> WebhookEvent:
     """Send the event again: a new series of attempts on the whole retry schedule, the same ``webhook-id``."""
     event = session.get(WebhookEvent, event_id)
     if event is None or event.tenant_id != tenant.id:

@@ -1,10 +1,13 @@
-"""A submission's checks against the deployment's bounds, and its Idempotency-Key."""
+"""A submission's checks against the deployment's bounds, and Idempotency-Keys: a job's (on the job
+row) and those of audits, dataset uploads and webhook endpoints (``IdempotencyKey`` rows). A key is
+remembered for ``idempotency_key_ttl_s``; after that a request with it makes something new."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,7 +16,7 @@ from shared.backends.registry import detect_backend
 from shared.config import Settings
 from shared.errors import InProgress, Invalid
 from shared.jobs.options import to_params
-from shared.models import Job
+from shared.models import IdempotencyKey, Job
 from shared.smoothing.types import SmoothConfig
 
 
@@ -49,15 +52,62 @@ def claim_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> N
         raise InProgress(f"a request with Idempotency-Key {key!r} is still in progress; retry shortly")
 
 
-def replay(session: Session, tenant_id: uuid.UUID, key: str | None, request_hash: str) -> Job | None:
-    """The job an earlier request with this key made (same body), or None for a new key."""
+def expired(created_at: datetime, ttl_s: float) -> bool:
+    return created_at < datetime.now(UTC) - timedelta(seconds=ttl_s)
+
+
+def replay(session: Session, tenant_id: uuid.UUID, key: str | None, request_hash: str, ttl_s: float) -> Job | None:
+    """The job an earlier request with this key made (same body), or None for a new (or expired) key."""
     if key is None:
         return None
     claim_idempotency_key(session, tenant_id, key)
     job = session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+    if job is not None and expired(job.created_at, ttl_s):
+        job.idempotency_key = None  # the key is free for the new job
+        session.flush()
+        return None
     if job is not None and job.request_hash != request_hash:
         raise Invalid(f"Idempotency-Key {key!r} was used with a different request body")
     return job
+
+
+def body_hash(body: object) -> str:
+    """A request body's fingerprint (JSON-able), for an ``IdempotencyKey``."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def remembered(
+    session: Session, tenant_id: uuid.UUID, operation: str, key: str | None, request_hash: str, ttl_s: float
+) -> uuid.UUID | None:
+    """The id of what an earlier ``operation`` request with this key made (same body), or None for a
+    new (or expired) key; the key is held until the transaction ends (``InProgress`` meanwhile)."""
+    if key is None:
+        return None
+    claim_idempotency_key(session, tenant_id, f"{operation}:{key}")
+    row = session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.operation == operation, IdempotencyKey.key == key
+        )
+    )
+    if row is not None and expired(row.created_at, ttl_s):
+        session.delete(row)
+        session.flush()
+        return None
+    if row is not None and row.request_hash != request_hash:
+        raise Invalid(f"Idempotency-Key {key!r} was used with a different request body")
+    return row.resource_id if row is not None else None
+
+
+def remember(
+    session: Session, tenant_id: uuid.UUID, operation: str, key: str | None, request_hash: str, resource_id: uuid.UUID
+) -> None:
+    """Keep what a request with this key made (no key: nothing to keep)."""
+    if key is not None:
+        session.add(
+            IdempotencyKey(
+                tenant_id=tenant_id, operation=operation, key=key, request_hash=request_hash, resource_id=resource_id
+            )
+        )
 
 
 def check_modality(model: str, modality: str) -> None:

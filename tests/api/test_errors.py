@@ -37,14 +37,21 @@ def test_each_domain_error_is_one_status_as_problem_json(exc, status, title):
     response = client_raising(exc).get("/raise")
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json() == {"type": "about:blank", "title": title, "status": status, "detail": str(exc)}
+    body = {"type": "about:blank", "title": title, "status": status, "detail": str(exc), "instance": "/raise"}
+    assert response.json() == body
 
 
 def test_http_exceptions_keep_their_status_detail_and_headers():
     response = client_raising(HTTPException(401, "missing key", headers={"WWW-Authenticate": "Bearer"})).get("/raise")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert response.json() == {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "missing key"}
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "missing key",
+        "instance": "/raise",
+    }
 
 
 def test_routing_and_validation_errors_are_problems_too():
@@ -53,6 +60,7 @@ def test_routing_and_validation_errors_are_problems_too():
     response = client.get("/typed", params={"n": "x"})
     assert response.status_code == 422
     assert response.json()["detail"].startswith("query.n: ")
+    assert [e["location"] for e in response.json()["errors"]] == ["query.n"]
 
 
 def test_anything_unforeseen_is_a_500_problem_without_the_traceback():
@@ -60,3 +68,4 @@ def test_anything_unforeseen_is_a_500_problem_without_the_traceback():
     response = TestClient(app_client.app, raise_server_exceptions=False).get("/raise")
     assert response.status_code == 500 and response.headers["content-type"] == "application/problem+json"
     assert response.json()["title"] == "Internal Server Error" and "secret" not in response.text
+    assert response.json()["instance"].startswith("urn:uuid:")
