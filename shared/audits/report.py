@@ -1,8 +1,13 @@
 """An audit's report: one row per (item, variant, σ), judged in batches, summarised, rendered,
-stored."""
+stored. A defended row carries its job's candidates (answer, cluster, selected) and consensus
+bounds; the report embeds the items' images as thumbnails, so it reads without a key."""
 
 from __future__ import annotations
 
+import platform
+import uuid
+from collections.abc import Iterable
+from importlib import metadata
 from typing import Any
 
 from sqlalchemy import select
@@ -14,25 +19,57 @@ from shared.benchmarks.items import Item
 from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
 from shared.config import Settings
 from shared.jobs.store import now, result_of
-from shared.models import Audit, AuditItem, Job
+from shared.models import Audit, AuditItem, Job, Media, SampleRow
 from shared.reports.certification import coverage, threat_model
+from shared.reports.media import perturbation, thumbnail
 from shared.reports.render import render
-from shared.reports.summary import summarize
+from shared.reports.summary import CLEAN, summarize
 from shared.smoothing.types import SmoothResult
 from shared.storage import ObjectStore
+
+MEDIA_BUDGET = 8_000_000  # characters of embedded thumbnails per report; later items are not embedded
+PACKAGES = ("smoothguard", "torch", "transformers", "numpy")  # versions named in the run metadata
+SAMPLE_CHUNK = 1000  # jobs per candidates query
+
+
+def jobs_of(session: Session, audit: Audit) -> dict[tuple[uuid.UUID | None, str | None], Job]:
+    """The audit's defense jobs by (item, "<variant>@<σ>"), in one query."""
+    query = select(Job).join(AuditItem, Job.audit_item_id == AuditItem.id).where(AuditItem.audit_id == audit.id)
+    return {(j.audit_item_id, j.audit_ref): j for j in session.scalars(query)}
+
+
+def candidates_of(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every job's candidates in index order: answer, cluster, selected, clean, closed-set label."""
+    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for start in range(0, len(job_ids), SAMPLE_CHUNK):
+        query = select(SampleRow).where(SampleRow.job_id.in_(job_ids[start : start + SAMPLE_CHUNK]))
+        for s in session.scalars(query.order_by(SampleRow.job_id, SampleRow.round, SampleRow.index)):
+            out.setdefault(s.job_id, []).append(
+                {
+                    "index": s.index,
+                    "text": s.text,
+                    "cluster": s.cluster,
+                    "selected": bool(s.selected),
+                    "clean": s.is_clean,
+                    "label": s.answer_label,
+                }
+            )
+    return out
 
 
 def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: str) -> list[dict[str, Any]]:
     """Tidy rows: per item and variant, the undefended answer (σ None) and one per defended σ,
-    each with the variant's threat model and, defended, its job's certificate and whether that
-    covers the perturbation (``shared.reports.certification``)."""
+    each with the variant's threat model and, defended, its job's candidates, consensus bounds,
+    certificate and whether that covers the perturbation (``shared.reports.certification``)."""
     spec, base = spec_of(audit), public_url.rstrip("/")
-    query = select(Job).join(AuditItem, Job.audit_item_id == AuditItem.id).where(AuditItem.audit_id == audit.id)
-    jobs = {(j.audit_item_id, j.audit_ref): j for j in session.scalars(query)}  # all of them in one query
+    jobs = jobs_of(session, audit)
+    candidates = candidates_of(session, [j.id for j in jobs.values()])
     rows = []
     for item in items:
+        outputs = outputs_of(item)
+        clean_media = outputs[CLEAN].media_id if CLEAN in outputs else item.media_id
         for variant in spec.variants():
-            out = outputs_of(item).get(variant)
+            out = outputs.get(variant)
             common: dict[str, Any] = {
                 "item": item.key,
                 "category": item.category,
@@ -42,6 +79,8 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
                 "target": item.target,
                 "variant": variant,
                 "image_url": f"{base}/v1/media/{out.media_id if out else None}",
+                "media_id": str(out.media_id) if out else None,
+                "clean_media_id": str(clean_media),
             } | threat_of(spec, audit, variant, out)
             rows.append(
                 common
@@ -55,11 +94,13 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
                     "job_id": None,
                     "samples_url": None,
                 }
+                | consensus_of(None)
                 | certificate_of(None)
             )
             for sigma in spec.defense.sigmas:
                 job = jobs.get((item.id, ref(variant, sigma)))
-                rows.append(common | defended(job, sigma, spec, base))
+                found = candidates.get(job.id, []) if job is not None else []
+                rows.append(common | defended(job, sigma, spec, base) | {"candidates": found})
     for row in rows:
         row["covered"], row["certificate"] = coverage(row)
     return rows
@@ -94,18 +135,37 @@ def certificate_of(result: SmoothResult | None) -> dict[str, Any]:
     }
 
 
+def consensus_of(result: SmoothResult | None) -> dict[str, Any]:
+    """The vote's numbers as row fields: the majority's count among the noisy draws, its one-sided
+    Clopper–Pearson bounds, why voting stopped, the generation time (all None undefended)."""
+    c = result.consensus if result is not None else None
+    return {
+        "consensus_count": c.count if c else None,
+        "consensus_total": c.total if c else None,
+        "consensus_lower": c.lower_bound if c else None,
+        "consensus_upper": c.upper_bound if c else None,
+        "stop_reason": result.stop_reason if result else None,
+        "generation_ms": result.timings.generation_ms if result else None,
+        "candidates": [],
+    }
+
+
 def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[str, Any]:
     r = result_of(job) if job is not None else None
-    return {
-        "sigma": sigma,
-        "noise_space": spec.defense.noise_space,
-        "answer": (r.answer if r else None) or "",
-        "abstained": r.abstained if r else None,
-        "consensus_share": r.consensus.share if r else None,
-        "samples_spent": r.samples_spent if r else 0,
-        "job_id": str(job.id) if job else None,
-        "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None,
-    } | certificate_of(r)
+    return (
+        {
+            "sigma": sigma,
+            "noise_space": spec.defense.noise_space,
+            "answer": (r.answer if r else None) or "",
+            "abstained": r.abstained if r else None,
+            "consensus_share": r.consensus.share if r else None,
+            "samples_spent": r.samples_spent if r else 0,
+            "job_id": str(job.id) if job else None,
+            "samples_url": f"{base}/v1/jobs/{job.id}/samples" if job else None,
+        }
+        | consensus_of(r)
+        | certificate_of(r)
+    )
 
 
 def judge_rows(rows: list[dict[str, Any]], judge_spec: str | None, embedder: Any = None) -> None:
@@ -142,7 +202,8 @@ def write_report(session: Session, audit: Audit, store: ObjectStore, settings: S
     judge_rows(rows, spec.judge, embedder)
     save_verdicts(items, rows)
     summary = summarize(rows)
-    files = render(audit_info(audit, spec), rows, summary)
+    info = audit_info(audit, spec) | {"run": run_info(jobs_of(session, audit).values())}
+    files = render(info, rows, summary, embedded_media(session, store, rows))
     keys = {}
     for name, data in files.items():
         keys[name] = report_key(audit, name)
@@ -172,9 +233,57 @@ def audit_info(audit: Audit, spec: AuditSpec) -> dict[str, Any]:
         "sigmas": spec.defense.sigmas,
         "noise_space": spec.defense.noise_space,
         "num_samples": spec.defense.num_samples,
+        "include_clean": spec.defense.include_clean,
+        "limit": spec.limit,
         "certify": spec.defense.certify,
         "certify_n0": spec.defense.certify_n0 if spec.defense.certify else None,
         "alpha": spec.defense.alpha,
         "judge": spec.judge or "by item kind",
         "universal": audit.universal,
     }
+
+
+def run_info(jobs: Iterable[Job]) -> dict[str, Any]:
+    """Run metadata: the generator and embedder the jobs ran, their seeds, and the library versions
+    and machine of the process writing the report."""
+    results = [r for r in (result_of(j) for j in jobs) if r is not None]
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "generator": sorted({r.generator for r in results}),
+        "embedder": sorted({r.embedder for r in results}),
+        "seeds": sorted({int(r.config.get("seed", 0)) for r in results}),
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def embedded_media(session: Session, store: ObjectStore, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Thumbnails as data: URIs by media id (and by "clean:attacked" for the magnified perturbation),
+    item by item until ``MEDIA_BUDGET`` characters are spent (one item's images in memory at a time)."""
+    ids = {uuid.UUID(i) for r in rows for i in (r.get("media_id"), r.get("clean_media_id")) if i}
+    keys = {str(m.id): m.object_key for m in session.scalars(select(Media).where(Media.id.in_(ids)))}
+    blobs: dict[str, bytes] = {}
+    media: dict[str, str] = {}
+    spent = 0
+    for row in rows:
+        clean, attacked = row.get("clean_media_id"), row.get("media_id")
+        if clean not in blobs:
+            blobs.clear()
+        for key in (clean, attacked, f"{clean}:{attacked}" if attacked != clean else None):
+            if key is None or key in media or spent > MEDIA_BUDGET:
+                continue
+            for k in key.split(":"):
+                if k in keys and k not in blobs:
+                    blobs[k] = store.get(keys[k])
+            parts = [blobs[k] for k in key.split(":") if k in blobs]
+            uri = thumbnail(parts[0]) if len(parts) == 1 else perturbation(*parts) if len(parts) == 2 else None
+            if uri is not None:
+                media[key] = uri
+                spent += len(uri)
+    return media

@@ -55,6 +55,7 @@ SAFETY_TARGET = "Sure, here is how to do it."
 CONTENT_TYPES = {
     "report.json": "application/json",
     "items.csv": "text/csv; charset=utf-8",
+    "items.jsonl": "application/x-ndjson; charset=utf-8",
     "report.html": "text/html; charset=utf-8",
 }
 

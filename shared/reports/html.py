@@ -21,16 +21,8 @@ def sigma_text(value: float | None) -> str:
     return "undefended" if value is None else f"{value:g}"
 
 
-def flag(value: bool | None, yes: str = "yes", no: str = "no") -> str:
-    return "—" if value is None else yes if value else no
-
-
 def num_cell(text: str) -> str:
     return f'<td class="num">{text}</td>'
-
-
-def text_cell(value: Any) -> str:
-    return f'<td class="text">{escape(str(value or ""))}</td>'
 
 
 def table(head: Sequence[str], body: Sequence[Sequence[str]], css: str = "") -> str:

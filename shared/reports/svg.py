@@ -7,19 +7,28 @@ from dataclasses import dataclass
 from html import escape
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
-WIDTH, HEIGHT = 560, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 130, 34, 48
+WIDTH, HEIGHT = 600, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 175, 34, 48
+REFERENCE_DASH = "2 4"
 Scale = Callable[[float], float]
+
+
+Interval = tuple[float, float] | list[float] | None
+OFFSET = 5.0  # pixels between the series at one x, so overlapping points and error bars stay visible
 
 
 @dataclass(frozen=True)
 class Series:
-    """One line: points (x, y) with y None for a gap; dash is an SVG stroke-dasharray ("6 4")."""
+    """One line: points (x, y) with y None for a gap; dash is an SVG stroke-dasharray ("6 4");
+    errors, one (low, high) or None per point, are drawn as error bars; a reference series is one
+    horizontal line at its first point's y across the whole chart (e.g. the undefended model)."""
 
     name: str
     points: Sequence[tuple[float, float | None]]
     dash: str | None = None
     color: str | None = None
+    errors: Sequence[Interval] | None = None
+    reference: bool = False
 
 
 def _open(title: str, width: int = WIDTH, height: int = HEIGHT) -> list[str]:
@@ -71,14 +80,41 @@ def _stroke(color: str, dash: str | None) -> str:
     return f'stroke="{color}" stroke-width="2"' + (f' stroke-dasharray="{dash}"' if dash else "")
 
 
-def _series(series: Series, color: str, sx: Scale, sy: Scale) -> list[str]:
-    parts = []
+def _series(series: Series, color: str, sx: Scale, sy: Scale, dx: float = 0.0) -> list[str]:
+    if series.reference:
+        return _reference(series, color, sy)
+    parts = _error_bars(series, color, sx, sy, dx)
     for run in _segments(series.points):
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in run)
+        coords = " ".join(f"{sx(x) + dx:.1f},{sy(y):.1f}" for x, y in run)
         parts.append(f'<polyline points="{coords}" fill="none" {_stroke(color, series.dash)}/>')
-        if not series.dash:
-            parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}"/>' for x, y in run]
+        fill = "#fff" if series.dash else color
+        parts += [
+            f'<circle cx="{sx(x) + dx:.1f}" cy="{sy(y):.1f}" r="3.5" fill="{fill}" stroke="{color}" stroke-width="1.5">'
+            f"<title>{escape(series.name)}: {y * 100:.1f}%</title></circle>"
+            for x, y in run
+        ]
     return parts
+
+
+def _error_bars(series: Series, color: str, sx: Scale, sy: Scale, dx: float) -> list[str]:
+    parts = []
+    for (x, y), band in zip(series.points, series.errors or [None] * len(series.points), strict=True):
+        if y is None or band is None:
+            continue
+        cx, low, high = sx(x) + dx, sy(band[0]), sy(band[1])
+        parts.append(
+            f'<path d="M{cx:.1f},{low:.1f}V{high:.1f}M{cx - 3:.1f},{low:.1f}h6M{cx - 3:.1f},{high:.1f}h6" '
+            f'stroke="{color}" stroke-width="1" opacity="0.7" fill="none"/>'
+        )
+    return parts
+
+
+def _reference(series: Series, color: str, sy: Scale) -> list[str]:
+    y = next((y for _, y in series.points if y is not None), None)
+    if y is None:
+        return []
+    line = f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" {_stroke(color, series.dash or REFERENCE_DASH)}>'
+    return [line + f"<title>{escape(series.name)}: {y * 100:.1f}%</title></line>"]
 
 
 def _legend(series: Sequence[Series]) -> list[str]:
@@ -86,7 +122,8 @@ def _legend(series: Sequence[Series]) -> list[str]:
     for i, s in enumerate(series):
         y, x = TOP + 8 + 20 * i, WIDTH - RIGHT + 14
         parts += [
-            f'<line x1="{x}" x2="{x + 22}" y1="{y}" y2="{y}" {_stroke(_color(s, i), s.dash)}/>',
+            f'<line x1="{x}" x2="{x + 22}" y1="{y}" y2="{y}" '
+            f"{_stroke(_color(s, i), s.dash or (REFERENCE_DASH if s.reference else None))}/>",
             _text(x + 28, y + 4, s.name, "start"),
         ]
     return parts
@@ -99,8 +136,9 @@ def _color(series: Series, index: int) -> str:
 def line_chart(
     title: str, series: Sequence[Series], *, x_label: str = "σ", percent: bool = True, y_max: float | None = None
 ) -> str:
-    """Lines against σ; the y axis starts at 0 and reaches y_max (default: max(1, largest y))."""
-    xs = sorted({0.0, *(x for s in series for x, _ in s.points)})
+    """Lines against σ; the y axis starts at 0 and reaches y_max (default: max(1, largest y)); the
+    series are set a few pixels apart at each x."""
+    xs = sorted({0.0, *(x for s in series if not s.reference for x, _ in s.points)})
     ys = [y for s in series for _, y in s.points if y is not None]
     top = y_max if y_max is not None else max([1.0, *ys])
     x_span = max(xs[-1], 0.0) or 1.0  # σ axis from 0, so every chart shares the same origin
@@ -112,8 +150,10 @@ def line_chart(
         return HEIGHT - BOTTOM - min(y, top) / top * (HEIGHT - TOP - BOTTOM)
 
     parts = _open(title) + _axes(xs, sx, sy, top, percent, x_label)
+    lines = [s for s in series if not s.reference]
     for i, s in enumerate(series):
-        parts += _series(s, _color(s, i), sx, sy)
+        dx = 0.0 if s.reference else (lines.index(s) - (len(lines) - 1) / 2) * OFFSET
+        parts += _series(s, _color(s, i), sx, sy, dx)
     parts += _legend(series)
     return "\n".join([*parts, "</svg>"])
 

@@ -101,6 +101,12 @@ def test_audit_runs_end_to_end_with_report_and_webhook(client, keys, spawn_worke
     assert report["summary"] == audit["summary"] and report["summary"]["attacks"] == ["pgd", "eot"]
     html = client.get(f"/v1/audits/{audit_id}/report?format=html", headers=auth(key))
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
+    data = json.loads(html.text.split('id="items-data">')[1].split("</script>")[0])  # the items table's rows
+    sigma = data["columns"].index("sigma")
+    assert all(len(r[-1][0]) == 4 for r in data["rows"] if r[sigma] is not None)  # candidates: 3 noisy + clean
+    images = {r[f] for r in report["items"] for f in ("media_id", "clean_media_id")}
+    deltas = {f"{r['clean_media_id']}:{r['media_id']}" for r in report["items"] if r["variant"] != "clean"}
+    assert set(data["media"]) == images | deltas  # every image and perturbation embedded: no key needed
     for _, attacked_at, outputs, verdicts in items(settings.database_url, audit_id):
         assert attacked_at is not None and set(json.loads(outputs)) == {"clean", "pgd", "eot"}
         assert set(verdicts) == {f"{v}@{s}" for v in ("clean", "pgd", "eot") for s in ("undefended", "0.1", "0.2")}

@@ -65,7 +65,7 @@ AUDIT: dict[str, Any] = {
     "created_at": "2025-11-02T10:00:00Z",
     "finished_at": "2025-11-02T10:42:10Z",
     "model": "tiny-llava-shapes",
-    "dataset": {"name": "shapes-pope", "split": "test", "n": 8},
+    "dataset": {"format": "shapes", "seed": 0, "count": 8, "archive": None, "options": {}},
     "attacks": [
         {"name": "pgd", "norm": "l2", "eps": 0.25, "steps": 40},
         {"name": "eot", "norm": "linf", "eps": 0.0314, "steps": 40, "eot": 8},
@@ -77,6 +77,15 @@ AUDIT: dict[str, Any] = {
     "certify_n0": 8,
     "alpha": 0.05,
     "judge": "exact",
+    "include_clean": True,
+    "run": {
+        "generator": ["tiny-llava-shapes"],
+        "embedder": ["hashing"],
+        "seeds": [0],
+        "versions": {"smoothguard": "0.1.0", "torch": "2.5.1"},
+        "python": "3.12.3",
+        "machine": "Linux x86_64",
+    },
 }
 HOSTILE_ANSWER = "<script>alert(1)</script>"
 SIGMAS: list[float | None] = [None, 0.05, 0.1, 0.15, 0.2]
@@ -96,6 +105,8 @@ def realistic_rows(n_items: int = 8, seed: int = 0) -> list[dict[str, Any]]:
     certify = random.Random(seed + 1)  # its own draws: the rows' other numbers stay as they were
     for row in rows:
         row.update(_certificate_fields(certify, row))
+    for row in rows:
+        row.update(_vote_fields(row))
     rows[1]["answer"] = HOSTILE_ANSWER
     rows[2]["prompt"] = '"><img src=x onerror=alert(2)> Is there a cat?'
     rows[3]["samples_url"] = "javascript:alert(3)"
@@ -103,6 +114,68 @@ def realistic_rows(n_items: int = 8, seed: int = 0) -> list[dict[str, Any]]:
 
 
 THREATS = {"pgd": ("l2", 0.25), "eot": ("linf", 0.0314)}
+DRAWS = 10  # noisy candidates per defended row, plus the clean one
+
+
+def _vote_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """Media ids, the vote's counts and bounds, and the candidates of a realistic row: the answer's
+    cluster holds the consensus share of the noisy draws."""
+    from shared.smoothing.consensus import lower_bound, upper_bound
+
+    media = {"media_id": f"m-{row['item']}-{row['variant']}", "clean_media_id": f"m-{row['item']}-clean"}
+    if row["sigma"] is None:
+        return media | {"candidates": [], "consensus_count": None, "consensus_total": None}
+    count = round(row["consensus_share"] * DRAWS)
+    other = "yes, there is one" if row["answer"] == "no" else "no"
+    candidates = [
+        {"index": i, "text": row["answer"] if i < count else other, "cluster": 0 if i < count else 1}
+        | {"selected": i == 0, "clean": False, "label": None}
+        for i in range(DRAWS)
+    ]
+    candidates.append(
+        {"index": DRAWS, "text": row["answer"], "cluster": 0, "selected": False, "clean": True, "label": None}
+    )
+    return media | {
+        "candidates": candidates,
+        "consensus_count": count,
+        "consensus_total": DRAWS,
+        "consensus_lower": lower_bound(count, DRAWS, 0.05),
+        "consensus_upper": upper_bound(count, DRAWS, 0.05),
+        "stop_reason": "fixed",
+        "generation_ms": 40.0 * (DRAWS + 1),
+    }
+
+
+def media_for(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Thumbnails for the rows' media ids: a coloured square per item, the attacked ones with noise."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from shared.reports.media import perturbation, thumbnail
+
+    def png(pixels: Any) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(pixels.astype(np.uint8)).save(out, "PNG")
+        return out.getvalue()
+
+    media: dict[str, str] = {}
+    for row in rows:
+        clean_id, media_id = row["clean_media_id"], row["media_id"]
+        if media_id in media:
+            continue
+        seed = int(row["item"][1:]) if row["item"][1:].isdigit() else 0
+        clean = np.zeros((64, 64, 3)) + [40 + 20 * (seed % 10), 120, 200]
+        clean[16:48, 16:48] = [230, 200, 40]
+        attacked = np.clip(clean + np.random.default_rng(seed).integers(-12, 12, clean.shape), 0, 255)
+        media[clean_id] = thumbnail(png(clean)) or ""
+        if media_id != clean_id:
+            media[media_id] = thumbnail(png(attacked)) or ""
+            media[f"{clean_id}:{media_id}"] = perturbation(png(clean), png(attacked)) or ""
+    return media
+
+
 PIXELS = 64 * 64 * 3
 
 
@@ -161,3 +234,17 @@ def _realistic_row(
         "samples_url": f"https://sg.example/v1/jobs/{item}/samples" if defended else None,
         "image_url": f"https://sg.example/media/{item}-{variant}.png",
     }
+
+
+def many_rows(n_items: int, base: int = 20) -> list[dict[str, Any]]:
+    """A large audit fast: ``realistic_rows(base)`` repeated under new item keys (q0000, q0001, …)."""
+    template = realistic_rows(base)
+    rows = []
+    for start in range(0, n_items, base):
+        for row in template:
+            index = start + int(row["item"][1:])
+            if index < n_items:
+                key = f"q{index:04d}"
+                media = {f: row[f].replace(row["item"], key) for f in ("media_id", "clean_media_id")}
+                rows.append(row | {"item": key} | media)
+    return rows

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from shared.reports import render, summarize
-from shared.reports.render import FIELDS
-from tests.reports.rows import AUDIT, HOSTILE_ANSWER, realistic_rows
+from shared.reports.interactive import SCRIPT_HASH
+from shared.reports.render import CSP, FIELDS, attack_text, verdict_line
+from tests.reports.rows import AUDIT, HOSTILE_ANSWER, media_for, realistic_rows
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +19,11 @@ def rows():
 
 @pytest.fixture(scope="module")
 def files(rows):
-    return render(AUDIT, rows, summarize(rows))
+    return render(AUDIT, rows, summarize(rows), media_for(rows))
 
 
 def test_files(files):
-    assert set(files) == {"report.json", "items.csv", "report.html"}
+    assert set(files) == {"report.json", "items.csv", "items.jsonl", "report.html"}
     assert all(isinstance(body, bytes) for body in files.values())
 
 
@@ -37,19 +38,50 @@ def test_csv_round_trip(files, rows):
 
 def test_json_round_trip(files, rows):
     document = json.loads(files["report.json"])
-    assert document["audit"] == AUDIT and document["items"] == rows
+    assert document["audit"] == AUDIT
+    assert document["items"] == [{k: v for k, v in r.items() if k != "candidates"} for r in rows]
     assert document["summary"] == json.loads(json.dumps(summarize(rows)))
+
+
+def test_jsonl_one_line_per_row(files, rows):
+    lines = files["items.jsonl"].decode("utf-8").splitlines()
+    assert len(lines) == len(rows) and [json.loads(line) for line in lines] == rows
+    defended = json.loads(lines[1])
+    assert len(defended["candidates"]) == 11 and sum(c["selected"] for c in defended["candidates"]) == 1
 
 
 def test_html_escapes_untrusted_text(files):
     html = files["report.html"].decode("utf-8")
-    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script") == 2  # the data block and the one hash-pinned script
+    assert f"script-src '{SCRIPT_HASH}'" in CSP and CSP in html
+    assert "<script>alert(1)" not in html and "\\u003cscript\\u003ealert(1)" in html
     assert "<img" not in html and "javascript:" not in html  # the hostile samples_url is not linked
-    assert 'href="https://sg.example/v1/jobs/q000/samples"' in html
+    assert "/v1/" not in html  # no link a reader without a key could not open
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing external to load
 
 
-def test_items_table_is_capped():
-    rows = realistic_rows(n_items=40)  # 600 rows
+def test_no_row_cap():
+    rows = realistic_rows(n_items=40)  # 600 rows, all in the data block
     html = render(AUDIT, rows, summarize(rows))["report.html"].decode("utf-8")
-    assert "Showing 500 of 600 rows" in html
+    assert "Every row (item × variant × σ): 600" in html and html.count('["q0') + html.count(',"q0') >= 40
+
+
+def test_readable_settings_and_verdict(files):
+    html = files["report.html"].decode("utf-8")
+    assert "pgd: L2 ε = 0.25, 40 steps" in html and "step_size=" not in html
+    assert "synthetic shapes set (seed 0, 8 images)" in html and "torch 2.5.1" in html
+    assert "10 noisy + the clean input = 11 candidates per answer" in html
+    assert attack_text({"name": "pgd", "norm": "linf", "eps": 16 / 255, "steps": 10, "targeted": False}) == (
+        "pgd: L∞ ε = 0.06275 (16/255), 10 steps, untargeted"
+    )
+    assert "not met" not in html and "inconclusive" in html
+    assert verdict_line({"attacks": [], "headline": []}).startswith("No attack")
+
+
+def test_renders_an_audit_without_attacks_or_scores():
+    rows = [r for r in realistic_rows(n_items=4) if r["variant"] == "clean"]
+    for r in rows:
+        r["correct"], r["score"] = None, 0.5  # open items: a judge score, no right answer
+    html = render(AUDIT, rows, summarize(rows))["report.html"].decode("utf-8")
+    assert "<h1>No attack in this audit: robustness not judged</h1>" in html
+    assert "clean judge score" in html and "Clean judge score: the judge" in html

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from shared.reports.summary import histogram, meets_goal, summarize
+from shared.reports.summary import goal_verdict, histogram, meets_goal, summarize, wilson
 from tests.reports.rows import make_row as r
 
 # Undefended clean: a, b right, c wrong, s (safety) unscored -> eligible items {a, b, s}.
@@ -97,7 +97,9 @@ def test_categories(summary):
         "sigma": None,
         "n": 2,
         "accuracy": 1.0,
+        "accuracy_ci": pytest.approx(wilson(2, 2)),
         "asr": None,
+        "asr_ci": None,
     }
     assert cells[("animals", "pgd", None)]["asr"] == 1.0
     assert cells[("vehicles", "pgd", None)]["asr"] is None  # its only item is not eligible
@@ -107,7 +109,9 @@ def test_categories(summary):
         "sigma": None,
         "n": 1,
         "accuracy": None,
+        "accuracy_ci": None,
         "asr": 1.0,
+        "asr_ci": pytest.approx(wilson(1, 1)),
     }
     assert ("safety", "eot", 0.2) not in cells
 
@@ -191,3 +195,32 @@ def test_pope_scores_per_variant_and_sigma_on_yes_no_items():
     assert clean["precision"] == 1.0 and clean["recall"] == 0.5 and clean["yes_ratio"] == pytest.approx(1 / 3)
     pgd = pope[("pgd", None)]
     assert pgd["n"] == 2 and pgd["accuracy"] == 0.0 and pgd["f1"] == 0.0 and pgd["yes_ratio"] == 0.5
+
+
+def test_wilson_interval():
+    assert wilson(0, 0) is None
+    low, high = wilson(4, 8)
+    assert low == pytest.approx(0.2152, abs=1e-4) and high == pytest.approx(0.7848, abs=1e-4)
+    assert wilson(0, 8)[0] == 0.0 and wilson(8, 8)[1] == 1.0
+
+
+def test_intervals_on_headline(summary):
+    _, s01, _ = summary["headline"]
+    assert s01["asr_ci"]["pgd"] == pytest.approx(wilson(0, 3)) and s01["clean_accuracy_ci"] == pytest.approx(
+        wilson(2, 3)
+    )
+    assert s01["abstain_rate_ci"] == pytest.approx(wilson(1, 9))
+    assert s01["goal"] == "inconclusive"  # met on the point estimates, but 3 items cannot tell
+
+
+def ci_row(strict, committed, accuracy):
+    return {"asr_ci": {"pgd": strict}, "committed_asr_ci": {"pgd": committed}, "clean_accuracy_ci": accuracy}
+
+
+def test_goal_decided_on_intervals():
+    base = ci_row([0.8, 0.9], [0.8, 0.9], [0.85, 0.9])
+    assert goal_verdict(ci_row([0.1, 0.2], [0.0, 0.1], [0.89, 0.95]), base, ["pgd"]) == "met"
+    assert goal_verdict(ci_row([0.1, 0.2], [0.0, 0.1], [0.7, 0.9]), base, ["pgd"]) == "inconclusive"
+    assert goal_verdict(ci_row([0.5, 0.6], [0.0, 0.1], [0.86, 0.9]), base, ["pgd"]) == "missed"
+    assert goal_verdict(ci_row(None, None, [0.86, 0.9]), base, ["pgd"]) is None
+    assert goal_verdict(base, base, []) is None  # no attack: nothing to call met
