@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import defaultdict
 from typing import Any
 
 import httpx
+from smoothguard_client import Backoff, SmoothGuard
 
 from shared.config import Settings
 from shared.jobs.options import SingleDefenseOptions
 from shared.smoothing.types import Certificate, ClusterSummary, Consensus, RefusalVote, Sample, SmoothResult, Timings
-from shared.tools.audit_client import check, client
 
 READY_TIMEOUT_S = 1.0  # how long the implicit choice waits for /readyz before running in-process
-FINISHED = ("succeeded", "abstained", "failed", "cancelled")
+# a job of the warm workers often ends in a few hundred ms: look every 20 ms at first, backing off to 0.5 s
+JOB_POLL = Backoff(initial=0.02, factor=1.5, maximum=0.5, jitter=0.2)
 
 
 def choose_api(args: argparse.Namespace, settings: Settings) -> tuple[str, str] | None:
@@ -55,15 +55,14 @@ def ready(url: str) -> bool:
 
 def defend_remote(args: argparse.Namespace, url: str, key: str, timeout: float = 600.0) -> SmoothResult:
     """One job for ``args`` (file, prompt, model and the defense's flags), followed to its end."""
-    with client(url, key) as api:
-        files = {"file": (args.file.name, args.file.read_bytes())}
-        job = check(api.post("/v1/jobs", files=files, data=form_fields(args))).json()
-        job = follow_job(api, job["id"], timeout)
-        if job["status"] not in ("succeeded", "abstained"):
-            raise RuntimeError(f"job {job['id']} {job['status']}: {job.get('error')}")
-        samples = check(api.get(f"/v1/jobs/{job['id']}/samples")).json()
-    print(f"smoothguard: answered by the service at {url} (job {job['id']}); --local runs it here", file=sys.stderr)
-    return to_result(job, samples, embedder=f"the service's at {url}")
+    with SmoothGuard(url, key) as sg:
+        job = sg.jobs.submit((args.file.name, args.file.read_bytes()), **form_fields(args))
+        job = sg.jobs.wait(job.id, timeout=timeout, backoff=JOB_POLL)
+        if job.status not in ("succeeded", "abstained"):
+            raise RuntimeError(f"job {job.id} {job.status}: {job.error}")
+        samples = [s.model_dump() for s in sg.jobs.samples(job.id)]
+    print(f"smoothguard: answered by the service at {url} (job {job.id}); --local runs it here", file=sys.stderr)
+    return to_result(job.model_dump(mode="json"), samples, embedder=f"the service's at {url}")
 
 
 def form_fields(args: argparse.Namespace) -> dict[str, str]:
@@ -74,23 +73,6 @@ def form_fields(args: argparse.Namespace) -> dict[str, str]:
         if value is not None:
             fields[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return fields
-
-
-def follow_job(api: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
-    """Poll the job until it finishes: every 20 ms at first, backing off to 0.5 s (a long job
-    stays well inside the rate limit); a 429 waits its Retry-After."""
-    deadline, pause = time.monotonic() + timeout, 0.02
-    while time.monotonic() < deadline:
-        r = api.get(f"/v1/jobs/{job_id}")
-        if r.status_code == 429:
-            time.sleep(float(r.headers.get("Retry-After", "1")))
-            continue
-        job: dict[str, Any] = check(r).json()
-        if job["status"] in FINISHED:
-            return job
-        time.sleep(pause)
-        pause = min(0.5, pause * 1.5)
-    raise RuntimeError(f"job {job_id} did not finish in {timeout:.0f} s")
 
 
 def to_result(job: dict[str, Any], sample_rows: list[dict[str, Any]], embedder: str) -> SmoothResult:

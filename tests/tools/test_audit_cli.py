@@ -7,7 +7,7 @@ from shared.audits.spec import AuditSpec
 from shared.benchmarks.loaders import extract_archive, load_dataset
 from shared.reports.summary import summarize
 from shared.tools.audit_cli import archive_bytes, spec_from_args
-from shared.tools.audit_client import table
+from shared.tools.audit_tables import table
 from shared.tools.cli import build_parser
 from tests.reports.rows import realistic_rows
 
@@ -39,15 +39,19 @@ def test_submit_options_make_a_valid_spec():
     assert AuditSpec.model_validate(spec_from_args(none, "a" * 64)).attacks == []
 
 
-def test_a_folder_is_uploaded_as_a_zip_that_loads(tmp_path):
-    folder = tmp_path / "pope"
-    (folder / "images").mkdir(parents=True)
+def pope_folder(folder):
+    """A one-question POPE folder (an image and coco_pope_popular.json)."""
     from shared.benchmarks.shapes import generate_set, render
 
+    (folder / "images").mkdir(parents=True)
     render(generate_set(3, 1)[0][0]).save(folder / "images" / "a.png")
     line = {"question_id": 1, "image": "a.png", "text": "Is there a circle in the image?", "label": "no"}
     (folder / "coco_pope_popular.json").write_text(json.dumps(line) + "\n")
-    root = extract_archive(archive_bytes(folder), tmp_path / "out")
+    return folder
+
+
+def test_a_folder_is_uploaded_as_a_zip_that_loads(tmp_path):
+    root = extract_archive(archive_bytes(pope_folder(tmp_path / "pope")), tmp_path / "out")
     (item,) = load_dataset("pope", root).items
     assert item.category == "popular" and item.label == "no"
 
