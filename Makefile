@@ -3,27 +3,32 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean constraints
+.PHONY: install chromium demo test lint bench clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(VENV)/.installed
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml clients/python/pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[ml,stack,dev]'
-# headless Chromium for the HTML report test (Debian package; playwright never downloads browsers here);
-# apt-get waits up to 10 minutes for the dpkg lock held by another apt run instead of failing on it
+# the thin REST client (its own package: httpx + pydantic), which `smoothguard audit` and the demo use
+	$(BIN)/pip install -q -e clients/python
+	touch $@
+
+# headless Chromium for the HTML report test only (Debian package; playwright never downloads browsers
+# here): `make test` installs it, `make demo` never needs it. apt-get waits up to 10 minutes for the
+# dpkg lock held by another apt run instead of failing on it
+chromium:
 	command -v chromium >/dev/null || { SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
 		$$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && \
 		$$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }
-	touch $@
 
 demo: install
 	$(BIN)/smoothguard demo
 
-test: install
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -20,7 +20,7 @@ from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
 from shared.errors import DomainError
 from shared.jobs.options import SingleDefenseOptions
 from shared.smoothing.types import Certificate, RefusalVote, SmoothConfig, SmoothResult, noise_space_for
-from shared.tools import pull_model, robustify_cli
+from shared.tools import pull_model, receiver, robustify_cli
 
 if TYPE_CHECKING:
     from shared.tenants import KeyInfo
@@ -36,16 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _defend_parser(sub.add_parser("defend", help="answer one image or audio input through the smoothed model"))
     synth = sub.add_parser("synth", help="write a synthetic shapes set (images + POPE-format questions.jsonl)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--seed", type=int, default=0, help="the set's seed: the same seed writes the same set (default %(default)s)"
+    )
     synth.add_argument("--count", type=int, default=100, help="number of images (two questions each)")
-    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--out", type=Path, required=True, help="folder for the images and questions.jsonl (created)")
     migrate = sub.add_parser("migrate", help="apply the database migrations (SMOOTHGUARD_DATABASE_URL)")
     migrate.add_argument(
         "--wait", type=float, default=60.0, help="seconds to keep retrying while the database cannot be reached"
     )
     sub.add_parser("healthcheck", help="exit 0 when this host's worker is ready (its model loaded, heartbeat fresh)")
     tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(dest="action", required=True)
-    tenants.add_parser("create", help="create a tenant").add_argument("name")
+    tenants.add_parser("create", help="create a tenant").add_argument("name", help="the tenant's unique name")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
     create_key = keys.add_parser("create", help="create an API key for a tenant (shown once)")
     create_key.add_argument("tenant", help="tenant name")
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _audit_parsers(sub)
     robustify_cli.add_parser(sub)
     pull_model.add_parser(sub)
+    receiver.add_parser(sub)
     return parser
 
 
@@ -68,7 +71,12 @@ def _audit_parsers(sub: argparse._SubParsersAction) -> None:
     actions = audit.add_subparsers(dest="action", required=True)
     submit = actions.add_parser("submit", help="queue an audit; prints its id (and follows it with --wait)")
     submit.add_argument("--spec", type=Path, default=None, help="a JSON file with the whole POST /v1/audits body")
-    submit.add_argument("--dataset", default="shapes", choices=["shapes", "pope", "llava-bench", "mm-safetybench"])
+    submit.add_argument(
+        "--dataset",
+        default="shapes",
+        choices=["shapes", "pope", "llava-bench", "mm-safetybench"],
+        help="the benchmark format (default %(default)s: the synthetic set, no upload)",
+    )
     submit.add_argument(
         "--archive", default=None, help="a benchmark folder or archive (zip/tar.gz) to upload for the dataset"
     )
@@ -77,32 +85,74 @@ def _audit_parsers(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--limit", type=int, default=None, help="the first N items")
     submit.add_argument("--attacks", default="pgd,eot", help="comma-separated: pgd, eot, universal (or none)")
     submit.add_argument("--eps", type=float, default=16 / 255, help="L∞ radius in [0,1] pixels (default 16/255)")
-    submit.add_argument("--steps", type=int, default=40)
+    submit.add_argument("--steps", type=int, default=40, help="attack steps (default %(default)s)")
     submit.add_argument("--stop-loss", type=float, default=None, help="early stop per item (0.69: just successful)")
     sweep = ",".join(f"{s:g}" for s in SIGMA_SWEEP)
     submit.add_argument("--sigmas", default=sweep, help="comma-separated noise levels (default %(default)s)")
     add_option_flags(submit, DefenseSpec, AUDIT_DEFENSE_FLAGS)
     submit.add_argument("--judge", default=None, help="match | refusal | similarity | llm:<model>")
-    submit.add_argument("--model", default=None)
+    submit.add_argument("--model", default=None, help="the model to audit (default: the deployment's)")
     submit.add_argument("--wait", action="store_true", help="follow the progress, then print the table")
     status = actions.add_parser("status", help="progress (with --wait: a progress bar until it ends) and the table")
-    status.add_argument("id")
-    status.add_argument("--wait", action="store_true")
+    status.add_argument("id", help="the audit's id")
+    status.add_argument("--wait", action="store_true", help="follow the progress until it ends")
+    status.add_argument("--json", action="store_true", help="print the audit as JSON instead of the progress and table")
+    for p in (submit, status):
+        _gating_flags(p)
     report = actions.add_parser("report", help="download the report: html, json or csv")
-    report.add_argument("id")
-    report.add_argument("--format", default="html", choices=["html", "json", "csv"])
+    report.add_argument("id", help="the audit's id")
+    report.add_argument(
+        "--format", default="html", choices=["html", "json", "csv", "jsonl"], help="default %(default)s"
+    )
     report.add_argument("--out", type=Path, default=None, help="default: audit-<id>.<format>")
     cancel = actions.add_parser("cancel", help="stop an audit")
-    cancel.add_argument("id")
+    cancel.add_argument("id", help="the audit's id")
+    compare = actions.add_parser("compare", help="two finished audits σ by σ: each rate before → after")
+    compare.add_argument("before", help="the earlier audit's id")
+    compare.add_argument("after", help="the later audit's id")
+    compare.add_argument("--out", type=Path, default=None, help="also write the comparison as an HTML page")
+
+
+def _gating_flags(p: argparse.ArgumentParser) -> None:
+    """CI gating on the finished audit (``shared/tools/audit_gate.py``); exit codes: 0 passed, 1 the
+    audit failed or was cancelled, 2 a usage or API error, 3 goal not met, 4 not finished."""
+    p.add_argument(
+        "--fail-on-goal",
+        action="store_true",
+        help="exit 3 unless the goal is met at every σ × attack (missed, inconclusive, or no attack to judge)",
+    )
+    p.add_argument(
+        "--allow-inconclusive",
+        action="store_true",
+        help="with --fail-on-goal: pass a σ × attack whose 95%% intervals cannot decide (too few items)",
+    )
+    p.add_argument(
+        "--junit", type=Path, default=None, metavar="FILE", help="write JUnit XML: a test case per σ × attack"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --wait: stop after S seconds (exit 4; default: none)",
+    )
 
 
 def _service_parsers(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="run the whole service here: PostgreSQL, Redis, S3, API and workers (no Docker)")
-    up.add_argument("--data-dir", type=Path, default=Path(".smoothguard"), help="where the services keep their data")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".smoothguard"),
+        help="where the services keep their data (default %(default)s)",
+    )
+    up.add_argument(
+        "--verbose", action="store_true", help="also stream every process's output here (always in <data-dir>/logs/)"
+    )
     api = sub.add_parser("api", help="serve the REST API (uvicorn)")
     for p in (up, api):
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--host", default="127.0.0.1", help="address the API listens on (default %(default)s)")
+        p.add_argument("--port", type=int, default=8000, help="port the API listens on (default %(default)s)")
     api.add_argument("--workers", type=int, default=None, help="API processes (default: one per core, at most 4)")
     demo = sub.add_parser(
         "demo",
@@ -140,7 +190,7 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _defend_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="image or audio file (type sniffed from the content)")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", required=True, help="the question asked about the input")
     add_option_flags(p, SingleDefenseOptions, SingleDefenseOptions.model_fields)
     p.add_argument("--model", default=None, help="HF model id or path (default: the bundled demo model)")
     p.add_argument("--backend", default=None, help="generator backend: hf or hf-audio (default: detected)")
@@ -338,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             from shared.tools.audit_cli import run
 
             return run(args)
+        if args.command == "receiver":
+            return receiver.run(args)
         if args.command == "pull-model":
             return pull_model.run(args)
         if args.command == "robustify":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import hashlib
 import os
 import shutil
 import signal
@@ -16,7 +15,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.tools.launcher import PROCESSES, Stack, dev_key, thread_environment, usable_cores
+from shared.tools.launcher import (
+    PROCESSES,
+    Stack,
+    beat_schedule_path,
+    dev_key,
+    thread_environment,
+    usable_cores,
+)
 
 GPU_LANES = ["gpu", "gpu-audits"]  # `worker gpu` consumes both, interactive first (see workers.celery_app)
 # each API process has its own database pool (up to 15 connections): more processes than this on a
@@ -62,12 +68,6 @@ def worker(args: argparse.Namespace) -> int:
     os.environ.update(thread_environment(get_settings().torch_threads))
     os.execv(sys.executable, [sys.executable, "-m", "workers", *celery_arguments(args)])
     return 0  # not reached: the process is the worker now
-
-
-def beat_schedule_path(redis_url: str) -> str:
-    """The beat's schedule file, one per broker: two stacks on one machine never share it."""
-    digest = hashlib.sha256(redis_url.encode()).hexdigest()[:16]
-    return str(Path(tempfile.gettempdir()) / f"smoothguard-beat-{digest}")
 
 
 def celery_arguments(args: argparse.Namespace) -> list[str]:
@@ -183,7 +183,9 @@ def stop_on_signals() -> None:
 
 
 def up(args: argparse.Namespace) -> int:
-    """Start everything, print how to reach it, stream the logs; Ctrl-C, SIGTERM or SIGHUP stops it all."""
+    """Start everything, then print how to reach it (URL, dev API key, services) as the last thing on
+    the screen; the processes' output goes to ``<data-dir>/logs/`` (and here too with ``--verbose``).
+    Ctrl-C, SIGTERM or SIGHUP stops it all."""
     stop_on_signals()
     stack = Stack(args.data_dir.resolve())
     lock = threading.Lock()
@@ -193,24 +195,54 @@ def up(args: argparse.Namespace) -> int:
             print(f"{name:>8} | {line}", flush=True)
 
     try:
-        print(f"starting PostgreSQL, Redis and S3 under {stack.root} …", flush=True)
-        url = start_all(stack, args.host, args.port, sink)
+        print(f"starting PostgreSQL, Redis and S3 under {stack.root}, then the API and workers …", flush=True)
+        started = time.time()
+        url = start_all(stack, args.host, args.port, sink if args.verbose else None)
+        print(f"the API is ready at {url}; waiting for the workers to load their models …", flush=True)
+        wait_workers_ready(stack, started)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        print(
-            f"\nSmoothGuard is up: {url} (docs {url}/docs)\ndev API key: {key}\n"
-            + "".join(f"  {k}={v}\n" for k, v in stack.env.items() if "SECRET" not in k)
-            + f"logs in {stack.root / 'logs'}; Ctrl-C stops everything\n",
-            flush=True,
-        )
+        print(up_banner(stack, url, key, args.verbose), flush=True)
         while not (dead := [n for n, p in stack.children.items() if p.poll() is not None]):
             time.sleep(0.5)
-        print(f"smoothguard: {', '.join(dead)} exited; stopping", flush=True)
+        print(f"smoothguard: {', '.join(dead)} exited; stopping. The end of its log:", flush=True)
+        print(log_tail(stack.root / "logs" / f"{dead[0]}.log"), flush=True)
         return 1
     except KeyboardInterrupt:
         print("\nstopping …", flush=True)
         return 0
     finally:
         stack.stop()
+
+
+def wait_workers_ready(stack: Stack, since: float) -> None:
+    """Until every worker has loaded its model and written its readiness file (after ``since``: not
+    a stale one of an earlier run), so that a job sent now starts at once; no time limit (a large
+    model loads for minutes), but a worker that exits ends the wait."""
+    files = [Path(stack.child_environment(n, {})["SMOOTHGUARD_READY_FILE"]) for n in stack.children if n != "api"]
+    while not all(f.exists() and f.stat().st_mtime >= since for f in files):
+        if dead := [n for n, p in stack.children.items() if p.poll() is not None]:
+            raise RuntimeError(f"{', '.join(dead)} exited; see {stack.root / 'logs'}")
+        time.sleep(0.2)
+
+
+def up_banner(stack: Stack, url: str, key: str, verbose: bool) -> str:
+    """What ``up`` prints once ready: the API, its docs, the dev key, the services, where the logs are."""
+    logs = stack.root / "logs"
+    settings = "".join(f"    {k}={v}\n" for k, v in stack.env.items() if "SECRET" not in k)
+    streamed = "streamed above too" if verbose else "--verbose streams them here"
+    return (
+        f"\n{'=' * 72}\nSmoothGuard is up: {url} (docs {url}/docs)\n"
+        f"  dev API key: {key}\n"
+        f"  for the CLI: export SMOOTHGUARD_PUBLIC_URL={url} SMOOTHGUARD_API_KEY={key}\n"
+        f"  settings of its processes:\n{settings}"
+        f"  logs: {logs}/{{{','.join(stack.children)}}}.log ({streamed})\n"
+        f"Ctrl-C stops everything\n{'=' * 72}"
+    )
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a process's log ("" when it wrote none)."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -234,7 +266,10 @@ def demo(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="smoothguard-demo-")) if args.data_dir is None else args.data_dir.resolve()
     stack = Stack(root)
     try:
-        print(f"starting PostgreSQL, Redis, S3, the API and the GPU/CPU/webhook workers under {root} …", flush=True)
+        kept = "" if args.data_dir else " (a temporary folder, removed at the end)"
+        print(
+            f"starting PostgreSQL, Redis, S3, the API and the GPU/CPU/webhook workers under {root}{kept} …", flush=True
+        )
         env = {"SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1", "SMOOTHGUARD_KNOWN_MODELS": str(ROBUST_DEMO_MODEL)}
         url = start_all(stack, "127.0.0.1", free_port(), None, **env)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
@@ -242,3 +277,5 @@ def demo(args: argparse.Namespace) -> int:
     finally:
         print("stopping the stack …", flush=True)
         stack.stop()
+        if args.data_dir is None:  # the demo's own temporary folder: nothing in it outlives the run
+            shutil.rmtree(root, ignore_errors=True)

@@ -17,8 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from smoothguard_client import SmoothGuard
+
 from shared.config import ASSETS, DEMO_MODEL
-from shared.tools.audit_client import certification_report, client, download, follow, side_by_side, submit, table
+from shared.tools.audit_cli import follow
+from shared.tools.audit_tables import certification_report, side_by_side, table
 from shared.tools.receiver import Receiver
 
 ROBUST_DEMO_MODEL = ASSETS / "demo-llava-robust"
@@ -106,17 +109,16 @@ def describe(plan: DemoPlan) -> str:
 
 
 def run_demo(url: str, key: str, *, plan: DemoPlan, out: Path, timeout: float = 3600) -> int:
-    api = client(url, key)
+    api = SmoothGuard(url, key)
     results: list[tuple[str, dict[str, Any], float]] = []
     print(describe(plan), flush=True)
     with Receiver() as receiver:
-        endpoint = api.post("/v1/webhooks", json={"url": receiver.url}).raise_for_status().json()
-        receiver.secret = endpoint["secret"]
+        receiver.secret = api.webhooks.create(receiver.url).secret
         for name, model in demo_models():
             started = time.perf_counter()
-            audit = submit(api, demo_spec(plan, model, receiver.url))
+            audit = api.audits.submit(demo_spec(plan, model, receiver.url)).model_dump(mode="json")
             print(f"{name}: POST /v1/audits → {audit['status']}, Location: /v1/audits/{audit['id']}", flush=True)
-            audit = follow(api, audit["id"], timeout=timeout)
+            audit = follow(api, audit["id"], timeout=timeout).model_dump(mode="json")
             results.append((name, audit, time.perf_counter() - started))
         hooks = receiver.wait(len(results), timeout=60)
     failed = [a for _, a, _ in results if a["status"] != "succeeded"]
@@ -129,8 +131,8 @@ def run_demo(url: str, key: str, *, plan: DemoPlan, out: Path, timeout: float = 
         summary = audit["summary"]
         dest = out / folder
         dest.mkdir(parents=True, exist_ok=True)
-        for fmt, file in (("html", "report.html"), ("json", "report.json"), ("csv", "items.csv")):
-            download(api, audit["id"], fmt, dest / file)
+        for file in ("report.html", "report.json", "items.csv"):  # the format is the suffix
+            api.audits.download_report(audit["id"], dest / file)
         print(
             f"\n=== {name}: audit {audit['id']} {audit['status']} in {elapsed:.0f} s, "
             f"{audit['progress']['total']} items of the synthetic shapes set ==="

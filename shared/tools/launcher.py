@@ -14,9 +14,11 @@ the thread variables those libraries read when they load (``thread_environment``
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -138,9 +140,20 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_children()
+        if self.redis is not None:  # the beat's schedule files of a broker only this stack used
+            schedule = Path(beat_schedule_path(self.redis.url))
+            for file in schedule.parent.glob(schedule.name + "*"):
+                file.unlink(missing_ok=True)
         for server in reversed(self.servers):
             server.stop()
         self.servers.clear()
+
+
+def beat_schedule_path(redis_url: str) -> str:
+    """The beat's schedule file (and its siblings: ``<path>*``), one per broker: two stacks on one
+    machine never share it."""
+    digest = hashlib.sha256(redis_url.encode()).hexdigest()[:16]
+    return str(Path(tempfile.gettempdir()) / f"smoothguard-beat-{digest}")
 
 
 def metrics_port(name: str, base: int) -> int:

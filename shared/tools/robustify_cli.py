@@ -23,13 +23,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--images", type=Path, help="a folder of training images (png, jpg, webp, bmp)")
     source.add_argument("--shapes", type=int, help="train on this many synthetic shapes scenes")
     defaults = RobustifyOptions.model_validate({})
-    p.add_argument("--noise-space", choices=IMAGE_NOISE_SPACES, default=defaults.noise_space)
+
+    def described(name: str) -> str:
+        return f"{RobustifyOptions.model_fields[name].description} (default %(default)s)"
+
+    p.add_argument(
+        "--noise-space", choices=IMAGE_NOISE_SPACES, default=defaults.noise_space, help=described("noise_space")
+    )
     p.add_argument("--sigma-max", type=float, default=None, help="σ_max of σ_max·√U (default by noise space)")
     p.add_argument("--steps", type=int, default=None, help="step cap")
     p.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock cap")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--batch", type=int, default=defaults.batch)
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--lr", type=float, default=defaults.lr, help=described("lr"))
+    p.add_argument("--batch", type=int, default=defaults.batch, help=described("batch"))
+    p.add_argument("--seed", type=int, default=defaults.seed, help=described("seed"))
 
 
 def run(args: argparse.Namespace) -> int:

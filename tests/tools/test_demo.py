@@ -5,7 +5,7 @@ import pytest
 
 from shared.audits.spec import AuditSpec
 from shared.reports import summarize
-from shared.tools.audit_client import (
+from shared.tools.audit_tables import (
     certificate_check,
     certification_report,
     certified_accuracy_table,

@@ -227,7 +227,7 @@ def test_up_started_from_a_script_stops_everything_on_sigterm(tmp_path):
     )
     lines: list[str] = []
     deadline = time.monotonic() + 120
-    while not any("dev API key" in line for line in lines):
+    while not any("waiting for the workers" in line for line in lines):  # SIGTERM while the models load
         assert time.monotonic() < deadline and proc.poll() is None, "".join(lines[-30:])
         lines.append(proc.stdout.readline())
     proc.send_signal(signal.SIGTERM)
