@@ -32,6 +32,7 @@ from shared.robust_models.spec import RobustifySpec
 from shared.robust_models.store import cancel_robust_model, create_robust_model, spec_of
 
 router = APIRouter(prefix="/v1/robust-models", tags=["robust models"], responses=COMMON_PROBLEMS)
+POLL_S = 10  # Retry-After of a robustify run not finished yet (training takes minutes)
 
 
 def to_public(row: RobustModel) -> RobustModelPublic:
@@ -95,7 +96,7 @@ def submit_robust_model(
     session.commit()
     queue.send(pipeline.after_robustify_submit(row))
     response.headers["Location"] = f"/v1/robust-models/{row.id}"
-    response.headers["Retry-After"] = "10"
+    response.headers["Retry-After"] = str(POLL_S)
     return to_public(row)
 
 
@@ -111,9 +112,15 @@ def list_robust_models(
     return RobustModelPage(items=[to_public(r) for r in page], next_cursor=next_cursor)
 
 
-@router.get("/{model_id}", response_model=RobustModelPublic)
-def read_robust_model(model_id: uuid.UUID, tenant: CurrentTenant, session: SessionDep) -> RobustModelPublic:
-    return to_public(own(session, tenant, model_id))
+@router.get("/{model_id}", response_model=RobustModelPublic, responses={200: answer("the run", "Retry-After")})
+def read_robust_model(
+    model_id: uuid.UUID, response: Response, tenant: CurrentTenant, session: SessionDep
+) -> RobustModelPublic:
+    """The run; while it is not finished, ``Retry-After`` says when to poll again."""
+    row = own(session, tenant, model_id)
+    if row.finished_at is None:
+        response.headers["Retry-After"] = str(POLL_S)
+    return to_public(row)
 
 
 @router.post(

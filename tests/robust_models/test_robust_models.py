@@ -106,6 +106,7 @@ def test_cancel_stops_training_and_stores_nothing(client, keys, worker, settings
     key = keys["alpha"]
     long_run = submit(client, key, steps=None, minutes=5, validation_items=0)
     wait_robust(client, key, long_run["id"], lambda b: b["progress"]["steps"] > 0)  # training, with progress
+    assert client.get(f"/v1/robust-models/{long_run['id']}", headers=auth(key)).headers["Retry-After"] == "10"
     r = client.post(f"/v1/robust-models/{long_run['id']}/cancel", headers=auth(key))
     assert r.status_code == 202 and r.json()["status"] == "cancelled"
     assert client.post(f"/v1/robust-models/{long_run['id']}/cancel", headers=auth(key)).status_code == 409
@@ -113,8 +114,10 @@ def test_cancel_stops_training_and_stores_nothing(client, keys, worker, settings
     started = time.monotonic()
     nxt = wait_robust(client, key, submit(client, key, steps=1, validation_items=0)["id"], finished, timeout=120)
     assert nxt["status"] == "succeeded" and time.monotonic() - started < 120
-    body = client.get(f"/v1/robust-models/{long_run['id']}", headers=auth(key)).json()
+    done = client.get(f"/v1/robust-models/{long_run['id']}", headers=auth(key))
+    body = done.json()
     assert body["status"] == "cancelled" and body["files"] == [] and body["record"] is None
+    assert "Retry-After" not in done.headers  # finished: nothing to poll for
     prefix = f"robust-models/{settings_tenant(settings, long_run['id'])}/{long_run['id']}/"
     assert list(store.client.list_objects(settings.s3_bucket, prefix=prefix, recursive=True)) == []
     no_file = client.get(f"/v1/robust-models/{long_run['id']}/files/config.json", headers=auth(key))
