@@ -2,7 +2,8 @@
 is extracted; the ``up`` block starts the stack with the launcher users run (``smoothguard up``,
 offline), the ``walkthrough`` block runs against it as a user pastes it. The only substitutions:
 ``up`` gets a temporary ``--data-dir``, the API's and the receiver's ports are free ones, ``sg_…``
-is the key ``up`` printed, and ``.venv/bin/`` this interpreter's ``bin/``."""
+is the key ``up`` printed, and ``.venv/bin/`` this interpreter's ``bin/``. The audits section's
+``audit`` block runs against the same stack, in a folder of its own."""
 
 import contextlib
 import os
@@ -43,7 +44,7 @@ def clean_env() -> dict[str, str]:
 
 def test_the_readme_walkthrough_defines_what_it_uses_and_stays_offline():
     blocks = readme_blocks()
-    assert {"up", "walkthrough"} <= set(blocks)
+    assert {"up", "walkthrough", "audit"} <= set(blocks)
     walkthrough = blocks["walkthrough"]
     assigned = set(re.findall(r"^([A-Z_]+)=", walkthrough, re.M))
     used = set(re.findall(r"\$\{?([A-Z_]+)", walkthrough))
@@ -58,6 +59,19 @@ def test_the_readme_points_at_no_file_outside_the_repository():
     assert not re.search(r"[`(]\.\./", text), "a path outside the repository"
     for link in re.findall(r"\]\((?!https?://|#)([^)]+)\)", text):
         assert (ROOT / link).exists(), link
+
+
+def run_audit_block(block: str, api_port: int, hook_port: int, key: str, folder: Path) -> None:
+    """The audits section's block, in a folder of its own (it writes report.html and my-set/ where it runs)."""
+    folder.mkdir()
+    audit = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", localize(block, api_port, hook_port, key)],
+        cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    out = audit.stdout + audit.stderr
+    assert audit.returncode == 0, out[-3000:]
+    assert out.count("undefended") >= 2, out[-3000:]  # both audits' tables
+    assert "<svg" in (folder / "report.html").read_text() and (folder / "my-set" / "questions.jsonl").exists()
 
 
 def kill_group(pid: int) -> None:
@@ -107,6 +121,7 @@ def test_the_readme_up_walkthrough_runs_as_written(tmp_path):
         assert walk.returncode == 0, out[-3000:]
         assert re.search(r"^msg_\S+ job\.completed signature VERIFIED; data: .*\"answer\": \"red\"", out, re.M), out
         assert '"status":"succeeded"' in out and '"selected":true' in out  # the job, then its samples
+        run_audit_block(blocks["audit"], api_port, hook_port, key, tmp_path / "audit")
     finally:
         up.send_signal(signal.SIGTERM)
         try:
