@@ -9,11 +9,12 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from shared.backends.registry import detect_backend
 from shared.config import Settings
+from shared.db import session_scope
 from shared.errors import InProgress, Invalid
 from shared.jobs.options import to_params
 from shared.models import IdempotencyKey, Job
@@ -108,6 +109,17 @@ def remember(
                 tenant_id=tenant_id, operation=operation, key=key, request_hash=request_hash, resource_id=resource_id
             )
         )
+
+
+def forget_expired_keys(settings: Settings) -> int:
+    """Delete the ``IdempotencyKey`` rows older than ``idempotency_key_ttl_s`` (the sweeper's; a
+    reused key past it is deleted at its reuse anyway); how many."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.idempotency_key_ttl_s)
+    with session_scope(settings.database_url) as session:
+        gone = session.scalars(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff).returning(IdempotencyKey.id)
+        )
+        return len(gone.all())
 
 
 def check_modality(model: str, modality: str) -> None:

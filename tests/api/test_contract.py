@@ -6,12 +6,18 @@ against the real stack."""
 import io
 import json
 import re
+import uuid
 import zipfile
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from api.main import create_app
 from shared.config import DEMO_IMAGE, Settings
+from shared.db import session_scope
+from shared.jobs.intake import forget_expired_keys
+from shared.models import IdempotencyKey
 from tests.helpers import auth, post_job
 
 
@@ -102,6 +108,22 @@ def test_an_expired_idempotency_key_makes_anew(client, keys, settings):
     files = {"file": ("x.png", DEMO_IMAGE.read_bytes(), "image/png")}
     jobs = [client.post("/v1/jobs", headers=h, files=files, data={"prompt": "Colour?"}) for _ in range(2)]
     assert jobs[0].json()["id"] != jobs[1].json()["id"] and "Idempotent-Replayed" not in jobs[1].headers
+
+
+def test_the_sweeper_forgets_expired_keys_and_keeps_the_others(client, keys, settings):
+    h = auth(keys["alpha"]) | {"Idempotency-Key": "swept-1"}
+    client.post("/v1/audits", headers=h, json=SPEC)
+    with session_scope(settings.database_url) as s:
+        tenant = s.scalar(select(IdempotencyKey.tenant_id).where(IdempotencyKey.key == "swept-1"))
+        old = IdempotencyKey(
+            tenant_id=tenant, operation="audits", key="old-1", request_hash="h", resource_id=uuid.uuid4()
+        )
+        old.created_at = datetime.now(UTC) - timedelta(days=2)
+        s.add(old)
+    assert forget_expired_keys(settings) >= 1  # a day's TTL by default
+    with session_scope(settings.database_url) as s:
+        left = set(s.scalars(select(IdempotencyKey.key).where(IdempotencyKey.key.in_(["swept-1", "old-1"]))))
+    assert left == {"swept-1"}
 
 
 def archive():
