@@ -29,6 +29,7 @@ from shared.pipeline import Sender
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("queued", "running")
+LANES = (False, True)  # interactive jobs, an audit's defense jobs: each lane has its own slots
 
 
 def dispatch(settings: Settings, sender: Sender, tenant_id: str | uuid.UUID | None = None) -> int:
@@ -41,13 +42,15 @@ def dispatch(settings: Settings, sender: Sender, tenant_id: str | uuid.UUID | No
     return sent
 
 
-def send_waiting(session: Session, settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> int:
-    """In ``session``'s transaction (the caller commits): the tenant's waiting jobs that its free
-    slots allow, sent and marked dispatched; how many."""
+def send_waiting(
+    session: Session, settings: Settings, sender: Sender, tenant_id: uuid.UUID, lanes: tuple[bool, ...] = LANES
+) -> int:
+    """In ``session``'s transaction (the caller commits): the tenant's waiting jobs on ``lanes``
+    (``LANES``: both) that its free slots allow, sent and marked dispatched; how many."""
     hold_tenant(session, tenant_id)
     jobs = [
         job
-        for audit in LANES
+        for audit in lanes
         for job in next_jobs(
             session, tenant_id, audit, settings.tenant_max_dispatched - in_flight(session, tenant_id, audit)
         )
@@ -60,7 +63,6 @@ def send_waiting(session: Session, settings: Settings, sender: Sender, tenant_id
 
 # run by every submit: built once (building a statement costs about what running it does)
 LOCK_TENANT = select(Tenant.id).where(Tenant.id == bindparam("tenant_id")).with_for_update(key_share=True)
-LANES = (False, True)  # interactive jobs, an audit's defense jobs: each lane has its own slots
 
 
 def in_lane(audit: bool) -> ColumnElement[bool]:
@@ -114,9 +116,11 @@ def next_jobs(session: Session, tenant_id: uuid.UUID, audit: bool, free: int) ->
 
 
 def commit_and_dispatch(session: Session, settings: Settings, sender: Sender, tenant_id: uuid.UUID) -> None:
-    """Commit an interactive submit's transaction, then dispatch its tenant's waiting jobs (the new
-    one among them) in a transaction of its own in ``session`` — unless every interactive slot of
-    the tenant is taken: then the job waits for the dispatch that follows each finished job. The slots are counted
+    """Commit an interactive submit's transaction, then dispatch its tenant's waiting interactive
+    jobs (the new one among them) in a transaction of its own in ``session`` — unless every
+    interactive slot of the tenant is taken: then the job waits for the dispatch that follows each
+    finished job (the audit lane is dispatched by its audits, finished jobs and the beat; a submit
+    costs the same queries as with one lane). The slots are counted
     holding the tenant's row, as dispatchers do: a job that finishes after the count is followed by
     a dispatch that starts after this commit, so it finds the new job. Under a burst of submits the
     slots are full, and a submit costs one transaction. With the broker down the job stays
@@ -128,7 +132,7 @@ def commit_and_dispatch(session: Session, settings: Settings, sender: Sender, te
     if full:
         return
     try:
-        send_waiting(session, settings, sender, tenant_id)
+        send_waiting(session, settings, sender, tenant_id, lanes=(False,))  # the audit lane: its own dispatches
         session.commit()
     except QueueUnavailable:
         session.rollback()
