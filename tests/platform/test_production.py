@@ -4,6 +4,7 @@ reachable yet, and how ``smoothguard worker gpu`` consumes the two GPU lanes."""
 
 import argparse
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def test_healthcheck_reads_the_readiness_file_and_loads_no_model_library(tmp_pat
     body = json.loads(ready_file.read_text())
     ready_file.write_text(json.dumps(body | {"at": time.time() - 60}))  # the worker stopped beating a minute ago
     code, _, said = healthcheck(ready_file)
-    assert code == 1 and "last heartbeat was 60 s ago" in said
+    assert code == 1 and re.search(r"last heartbeat was 6\d s ago", said), said  # 60 s, + a loaded machine's delay
 
 
 def test_migrate_waits_for_a_database_that_comes_up_late(empty_database, capfd):
