@@ -118,6 +118,9 @@ class Job(Base):
     audit_ref: Mapped[str | None] = mapped_column(String(100))  # "<variant>@<sigma>" within the audit item
     dispatched_at: Mapped[datetime | None] = mapped_column(index=True)  # first round sent (NULL: waiting for a slot)
     claimed_by: Mapped[str | None] = mapped_column(String(120))  # the worker generating its round now
+    generated_on: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON
+    )  # every distinct place its rounds were generated: device, dtype, revision, versions, host
 
 
 class SampleRow(Base):

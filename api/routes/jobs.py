@@ -85,6 +85,7 @@ def to_public(job: Job, store: ObjectStore, media: Media | None = None) -> JobPu
         created_at=job.created_at,
         started_at=job.started_at,
         generated_at=job.generated_at,
+        generated_on=job.generated_on,
         aggregated_at=job.aggregated_at,
         finished_at=job.finished_at,
         links=links,

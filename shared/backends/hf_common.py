@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,29 @@ def _image_only_processor(model_path: str, cls: Any) -> Any:
         chat_template=template.read_text() if template.is_file() else None,
         **kwargs,
     )
+
+
+def origin_of(model: Any, device: torch.device, revision: str = "") -> dict[str, Any]:
+    """Where a loaded model makes its candidates: the device as torch sees it (a GPU with its name,
+    e.g. ``cuda:0 NVIDIA H100 80GB HBM3``), the weights' dtype, the checkpoint's commit (the hub
+    snapshot's, else the pinned ``revision``; None for a local folder), the torch and transformers
+    versions and the host."""
+    return {
+        "device": device_name(device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "revision": getattr(model.config, "_commit_hash", None) or revision or None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "host": socket.gethostname(),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda:<index> <GPU name>``."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
 
 
 def repeat_batch(inputs: BatchFeature, count: int, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
@@ -145,6 +169,7 @@ class HFGenerator:
         self.processor, self.model, self.device = load_model(
             model_path, device, dtype, self.auto_class, compile_buckets, revision
         )
+        self.generated_on = origin_of(self.model, self.device, revision)
 
     def prepare(self, media: Any, prompt: str, specs: Sequence[CandidateSpec]) -> dict[str, torch.Tensor]:
         raise NotImplementedError

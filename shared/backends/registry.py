@@ -27,6 +27,13 @@ AUDIO_MODEL_TYPES = {"qwen2_audio"}
 DEFAULT_EMBEDDER = "sentence-transformers:all-MiniLM-L6-v2"
 
 
+class LoadedGenerator(Generator, Protocol):
+    """A generator the registry loaded; ``generated_on`` says where it makes its candidates
+    (device, dtype, revision, torch and transformers versions, host: ``hf_common.origin_of``)."""
+
+    generated_on: dict[str, Any]
+
+
 class Runtime(Protocol):
     """Where and how models run: the service's ``Settings`` has these fields (this library reads
     no environment itself)."""
@@ -80,7 +87,9 @@ def detect_backend(model: str) -> str:
     return "hf-audio" if "audio" in model.lower() else "hf"
 
 
-def load_generator(model: str | None = None, backend: str | None = None, settings: Runtime | None = None) -> Generator:
+def load_generator(
+    model: str | None = None, backend: str | None = None, settings: Runtime | None = None
+) -> LoadedGenerator:
     s = settings or LocalRuntime()
     model = model or s.model
     if not model:
@@ -105,7 +114,7 @@ def _load_generator(
     max_batch: int,
     buckets: tuple[int, ...],
     offline: bool,
-) -> Generator:
+) -> LoadedGenerator:
     """``revision``: the hub revision (``""``: the default branch); ``buckets``: compiled static-cache
     generation padded to these batch sizes; ``()``: eager."""
     prepare_hf(offline)

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 from PIL import Image
 from sqlalchemy.orm import Session
@@ -112,8 +113,8 @@ def sample_round(settings: Settings, job_id: str, round_index: int) -> list[Mess
                 contents.append(loaded)
         if resend:
             release(settings, resend)
-        outcomes = generate_rounds(settings, rounds, contents)
-        return record_outcomes(settings, rounds, outcomes) + [
+        outcomes, origin = generate_rounds(settings, rounds, contents)
+        return record_outcomes(settings, rounds, outcomes, origin) + [
             pipeline.round_again(r.job_id, r.specs[0].round, audit=r.audit) for r in resend
         ]
     except BaseException:
@@ -172,24 +173,25 @@ def load_company_content(settings: Settings, source: RoundInput) -> Image.Image 
 
 def generate_rounds(
     settings: Settings, rounds: list[RoundInput], contents: list[Image.Image | Waveform | Exception]
-) -> list[Outcome]:
-    """ONE batched generate over every loadable round (chunked only by ``max_batch_size``). If it
+) -> tuple[list[Outcome], dict[str, Any] | None]:
+    """ONE batched generate over every loadable round (chunked only by ``max_batch_size``), and
+    where it ran (the generator's ``generated_on``; None when nothing was generated). If it
     raises, each round is generated alone, so a bad input fails its own job only."""
     outcomes: list[Outcome] = [c if isinstance(c, Exception) else [] for c in contents]
     ready = [i for i, c in enumerate(contents) if not isinstance(c, Exception)]
     if not ready:
-        return outcomes
+        return outcomes, None
     max_new_tokens = rounds[0].config.max_new_tokens
     requests = [RoundRequest(contents[i], rounds[i].prompt, rounds[i].specs) for i in ready]
     try:
         generator = load_generator(rounds[0].model, settings=settings)
     except Exception as exc:  # the model is at fault: every job of it fails
         raise_if_transient(exc)
-        return [exc if i in ready else o for i, o in enumerate(outcomes)]
+        return [exc if i in ready else o for i, o in enumerate(outcomes)], None
     log.info("one generate: %d jobs' rounds, %d candidates", len(requests), sum(len(r.candidates) for r in requests))
     for i, outcome in zip(ready, generated(generator, requests, max_new_tokens), strict=True):
         outcomes[i] = outcome
-    return outcomes
+    return outcomes, generator.generated_on
 
 
 def generated(generator: Generator, requests: list[RoundRequest], max_new_tokens: int) -> list[Outcome]:
@@ -204,9 +206,12 @@ def generated(generator: Generator, requests: list[RoundRequest], max_new_tokens
         return [generated(generator, [r], max_new_tokens)[0] for r in requests]
 
 
-def record_outcomes(settings: Settings, rounds: list[RoundInput], outcomes: list[Outcome]) -> list[Message]:
-    """Every round's samples (or its job's failure) in ONE transaction — all or nothing — and the
-    messages that follow: each job's vote, or a failed job's finish."""
+def record_outcomes(
+    settings: Settings, rounds: list[RoundInput], outcomes: list[Outcome], origin: dict[str, Any] | None
+) -> list[Message]:
+    """Every round's samples and where they were generated (``origin``), or its job's failure, in
+    ONE transaction — all or nothing — and the messages that follow: each job's vote, or a failed
+    job's finish."""
     messages: list[Message] = []
     with session_scope(settings.database_url) as session:
         jobs = lock_jobs(session, [r.job_id for r in rounds])
@@ -218,9 +223,17 @@ def record_outcomes(settings: Settings, rounds: list[RoundInput], outcomes: list
                 messages += failed(session, settings, job.id, outcome)
             else:
                 record_round(session, job, r.specs, outcome)
+                add_origin(job, origin)
                 events.round_done(job, r.model, outcome)
                 messages += pipeline.after_round(job)
     return messages
+
+
+def add_origin(job: Job, origin: dict[str, Any] | None) -> None:
+    """``job.generated_on``: every distinct place its rounds were generated, in order of first use."""
+    seen = job.generated_on or []
+    if origin is not None and origin not in seen:
+        job.generated_on = [*seen, origin]
 
 
 def release(settings: Settings, rounds: list[RoundInput]) -> None:

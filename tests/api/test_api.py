@@ -1,7 +1,9 @@
 """The REST API against real PostgreSQL, Redis and S3, and — end to end — a real Celery worker."""
 
 import io
+import socket
 import time
+from importlib import metadata
 
 import pytest
 from sqlalchemy import func, select
@@ -49,6 +51,17 @@ def test_end_to_end_through_a_real_worker(client, keys, worker):
     assert body["consensus"]["total"] == 10 and body["refusal"]["total"] == 10 and body["refusal"]["refused"] is False
     samples = client.get(f"/v1/jobs/{job_id}/samples", headers=auth(keys["alpha"])).json()
     assert len(samples) == 11 and sum(s["selected"] for s in samples) == 1 and samples[0]["is_clean"]
+    # provenance: where the worker generated the candidates (the demo checkpoint is a local folder: no commit)
+    assert body["generated_on"] == [
+        {
+            "device": "cpu",
+            "dtype": "float32",
+            "revision": None,
+            "torch": metadata.version("torch"),
+            "transformers": metadata.version("transformers"),
+            "host": socket.gethostname(),
+        }
+    ]
 
 
 def test_image_pixel_bound(client, keys, settings, monkeypatch):

@@ -2,7 +2,9 @@
 server with the bundled demo model: the same texts and answers as each job alone, ONE generate
 for the company, one embedding pass for the votes, and one bad input failing its own job only."""
 
+import socket
 import uuid
+from importlib import metadata
 
 import pytest
 from sqlalchemy import select
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from shared.backends import hf_common
 from shared.config import DEMO_IMAGE, DEMO_MODEL
 from shared.db import session_scope
-from shared.jobs.steps import sample_round, vote
+from shared.jobs.steps import add_origin, sample_round, vote
 from shared.jobs.store import create_job, now
 from shared.media.store import save_media
 from shared.models import Job, SampleRow
@@ -66,6 +68,21 @@ def submit_all(database, store, jobs=JOBS) -> list[str]:
         return ids
 
 
+CPU_ORIGIN = {
+    "device": "cpu",
+    "dtype": "float32",
+    "revision": None,  # a local checkpoint folder: no commit
+    "torch": metadata.version("torch"),
+    "transformers": metadata.version("transformers"),
+    "host": socket.gethostname(),
+}
+
+
+def generated_on(database, ids):
+    with session_scope(database) as s:
+        return [s.get(Job, uuid.UUID(i)).generated_on for i in ids]
+
+
 def texts_and_answers(database, ids):
     with session_scope(database) as s:
         out = []
@@ -100,6 +117,7 @@ def test_rounds_of_several_jobs_share_one_generate_and_match_each_job_alone(
     first = sample_round(settings_of, batched_ids[0], 0)
     assert sorted(first, key=str) == sorted([Message(Step.AGGREGATE, (i,)) for i in batched_ids], key=str)
     assert generate_calls == [11 + 11 + 11 + 5]  # ONE generate for the four jobs' first rounds
+    assert generated_on(database, batched_ids) == [[CPU_ORIGIN]] * len(JOBS)  # the company's jobs too
     assert all(sample_round(settings_of, i, 0) == [] for i in batched_ids[1:])  # their own messages: done
     after_vote = vote(settings_of, batched_ids[0])  # the four votes in one pass (one embedding call)
     with session_scope(database) as s:
@@ -113,6 +131,13 @@ def test_rounds_of_several_jobs_share_one_generate_and_match_each_job_alone(
     assert texts_and_answers(database, batched_ids) == texts_and_answers(database, alone_ids)
 
 
+def test_a_job_lists_each_distinct_place_its_rounds_were_generated_once():
+    job, elsewhere = Job(), CPU_ORIGIN | {"device": "cuda:0 NVIDIA H100 80GB HBM3", "host": "gpu-1"}
+    for origin in (CPU_ORIGIN, CPU_ORIGIN, None, elsewhere, CPU_ORIGIN):
+        add_origin(job, origin)
+    assert job.generated_on == [CPU_ORIGIN, elsewhere]
+
+
 def test_a_bad_input_fails_its_own_job_and_a_cancelled_job_is_not_taken(database, store, settings_of):
     ids = submit_all(database, store, JOBS[:3])
     corrupted = corrupted_media(database, store)
@@ -124,6 +149,7 @@ def test_a_bad_input_fails_its_own_job_and_a_cancelled_job_is_not_taken(database
         good, bad, cancelled = (s.get(Job, uuid.UUID(i)) for i in ids)
         assert good.rounds_done == 1 and good.claimed_by is None
         assert bad.status == "failed" and "UnidentifiedImageError" in bad.error and bad.rounds_done == 0
+        assert good.generated_on == [CPU_ORIGIN] and bad.generated_on is None and cancelled.generated_on is None
         assert cancelled.rounds_done == 0 and cancelled.claimed_by is None and cancelled.finished_at is None
     assert Message(Step.AGGREGATE, (ids[0],)) in messages and Message(Step.DISPATCH, (str(good.tenant_id),)) in messages
 

@@ -103,3 +103,21 @@ def test_downgrade_removes_everything(database):
     assert not TABLES & set(inspect(get_engine(database)).get_table_names())
     migrate(database)
     assert set(inspect(get_engine(database)).get_table_names()) >= TABLES
+
+
+def test_0010_adds_jobs_generated_on_and_its_downgrade_drops_it(database):
+    from alembic import command
+    from alembic.config import Config
+
+    from shared.db import ROOT
+
+    def job_columns():
+        return {c["name"] for c in inspect(get_engine(database)).get_columns("jobs")}
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["url"] = database
+    assert "generated_on" in job_columns()
+    command.downgrade(config, "0009")
+    assert "generated_on" not in job_columns() and "claimed_by" in job_columns()
+    migrate(database)
+    assert "generated_on" in job_columns()
