@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.audits.spec import AuditSpec, DatasetFormat
 from shared.jobs.options import SingleDefenseOptions
 from shared.robust_models.spec import RobustifySpec
-from shared.smoothing.types import Consensus, RefusalVote, SmoothConfig, Timings
+from shared.smoothing.types import Consensus, ImageNoiseSpace, RefusalVote, SmoothConfig, Timings
 
 JobStatus = Literal["queued", "running", "succeeded", "abstained", "failed", "cancelled"]
 AuditStatus = Literal["queued", "running", "reporting", "succeeded", "failed", "cancelled"]
@@ -120,6 +120,19 @@ class MediaPublic(BaseModel):
     url: str = Field(description="presigned download link (expires)")
 
 
+class GeneratedOn(BaseModel):
+    """Where a job's candidates were generated: the GPU worker's generator as it was loaded."""
+
+    device: str = Field(description='the device as torch sees it: "cpu", or "cuda:<index> <GPU name>"')
+    dtype: str = Field(description='the weights\' dtype, e.g. "bfloat16"')
+    revision: str | None = Field(
+        description="the checkpoint's commit (the hub snapshot's, else the pinned revision); null for a local folder"
+    )
+    torch: str = Field(description="torch version")
+    transformers: str = Field(description="transformers version")
+    host: str = Field(description="the GPU worker's hostname")
+
+
 class JobPublic(BaseModel):
     id: UUID
     status: JobStatus
@@ -143,6 +156,9 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     generated_at: datetime | None = None
+    generated_on: list[GeneratedOn] | None = Field(
+        None, description="every distinct place its rounds were generated, in order of first use; null before any"
+    )
     aggregated_at: datetime | None = None
     finished_at: datetime | None = None
     links: dict[str, str]
@@ -220,20 +236,182 @@ class AuditProgress(BaseModel):
     eta_s: float | None = Field(None, description="seconds left at the rate so far")
 
 
-class AuditSummary(BaseModel):
-    """The report's headline numbers (``shared.reports.summary``); its nested tables are as the
-    report's JSON has them, and fields the report adds later come along."""
+Interval = Annotated[list[float], Field(min_length=2, max_length=2)]  # a 95 % Wilson interval [low, high]
+GoalVerdict = Literal["met", "missed", "inconclusive"]
+
+
+class Extensible(BaseModel):
+    """A response part the server may add fields to: they come along (old clients keep working)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class GroupStats(Extensible):
+    """One variant × σ of the audit (``shared.reports.summary.group_stats``); non-empty ones only."""
+
+    variant: str = Field(description="clean, or the attack's variant (its label)")
+    sigma: float | None = Field(description="the defense's σ; null: the undefended model")
+    n: int = Field(description="rows (items) in the group")
+    accuracy: float | None = Field(description="share answered correctly; null where no item is scored so")
+    accuracy_ci: Interval | None = Field(None, description="accuracy's 95 % Wilson interval [low, high]")
+    asr: float | None = Field(description="attack success rate over the eligible items; null for clean")
+    asr_ci: Interval | None = Field(None, description="asr's 95 % Wilson interval [low, high]")
+    committed_asr: float | None = Field(description="attack succeeded and the defense did not abstain")
+    committed_asr_ci: Interval | None = Field(None, description="committed_asr's 95 % Wilson interval [low, high]")
+    eligible: int | None = Field(description="rows whose item is eligible (ASR's denominator); null for clean")
+    abstain_rate: float | None = Field(description="share abstained; null for the undefended model")
+    mean_consensus_share: float | None = Field(description="mean share of the noisy answers in the chosen cluster")
+    mean_samples_spent: float = Field(description="noisy samples per row")
+    total_samples_spent: int = Field(description="noisy samples of the group")
+    mean_score: float | None = Field(description="mean judge score, where the judge scores (open items)")
+
+
+class HeadlineRow(Extensible):
+    """The undefended model, then each σ (``shared.reports.summary.headline``): per-attack maps
+    are keyed by the attack's variant (``summary.attacks``)."""
+
+    sigma: float | None = Field(description="the defense's σ; null: the undefended model")
+    label: str = Field(description="undefended, or σ as text")
+    clean_n: int = Field(description="clean rows at this σ")
+    clean_accuracy: float | None = Field(description="clean accuracy; null where no item is scored so")
+    clean_accuracy_ci: Interval | None = Field(None, description="clean_accuracy's 95 % Wilson interval [low, high]")
+    clean_score: float | None = Field(description="mean judge score of the clean rows (open items)")
+    asr: dict[str, float | None] = Field(description="per attack: attack success rate over the eligible items")
+    asr_ci: dict[str, Interval | None] | None = Field(None, description="per attack: asr's 95 % Wilson interval")
+    committed_asr: dict[str, float | None] = Field(
+        description="per attack: the attack succeeded and the defense did not abstain"
+    )
+    committed_asr_ci: dict[str, Interval | None] | None = Field(
+        None, description="per attack: committed_asr's 95 % interval"
+    )
+    abstain_rate: float | None = Field(description="share abstained over every variant; null when undefended")
+    abstain_rate_ci: Interval | None = Field(None, description="abstain_rate's 95 % Wilson interval")
+    mean_samples_spent: float | None = Field(description="noisy samples per clean row")
+    over_refusal: float | None = Field(description="share of the benign clean items whose answer refuses")
+    over_refusal_ci: Interval | None = Field(None, description="over_refusal's 95 % Wilson interval")
+    utility_retention: float | None = Field(description="clean accuracy (or score) over the undefended one")
+    meets_goal: bool | None = Field(description="the goal on the point estimates; null when undefended or unknown")
+    goal: GoalVerdict | None = Field(
+        None, description="the goal decided on the 95 % intervals; null when undefended or it cannot be checked"
+    )
+
+
+class ConsensusCounts(Extensible):
+    sigma: float = Field(description="the defense's σ")
+    counts: list[int] = Field(description="rows per bin of consensus share (the bins: consensus.edges)")
+
+
+class ConsensusHistogram(Extensible):
+    edges: list[float] = Field(description="bin edges over [0, 1]")
+    by_sigma: list[ConsensusCounts] = Field(description="per σ, the rows' consensus shares binned")
+
+
+class CategoryStats(Extensible):
+    """category × variant × σ (non-empty cells only)."""
+
+    category: str = Field(description="the item's category")
+    variant: str = Field(description="clean, or the attack's variant")
+    sigma: float | None = Field(description="the defense's σ; null: the undefended model")
+    n: int = Field(description="rows in the cell")
+    accuracy: float | None = Field(description="share answered correctly")
+    accuracy_ci: Interval | None = Field(None, description="accuracy's 95 % Wilson interval")
+    asr: float | None = Field(description="attack success rate over the eligible items; null for clean")
+    asr_ci: Interval | None = Field(None, description="asr's 95 % Wilson interval")
+
+
+class PopeScores(Extensible):
+    """POPE's scores over the yes/no items of one variant × σ (``yes`` the positive class)."""
+
+    variant: str = Field(description="clean, or the attack's variant")
+    sigma: float | None = Field(description="the defense's σ; null: the undefended model")
+    accuracy: float = Field(description="POPE accuracy")
+    precision: float = Field(description="POPE precision (0.0 over an empty denominator)")
+    recall: float = Field(description="POPE recall")
+    f1: float = Field(description="POPE F1")
+    yes_ratio: float = Field(description="share of answers parsed as yes")
+    n: int = Field(description="yes/no items scored")
+
+
+class CertifiedPoint(Extensible):
+    radius: float = Field(description="L2 radius, noise-space units")
+    accuracy: float = Field(description="share certified with the right class at a radius ≥ this")
+
+
+class CertifiedAccuracy(Extensible):
+    """Cohen et al.'s certified accuracy at one σ, over the clean rows whose job certified."""
+
+    sigma: float = Field(description="the defense's σ")
+    n: int = Field(description="clean rows whose job certified (abstained ones included)")
+    max_radius: float | None = Field(description="the largest radius the estimation draws can certify")
+    abstain_rate: float = Field(description="share of those that abstained")
+    points: list[CertifiedPoint] = Field(description="per radius of certification.radii up to max_radius")
+
+
+class CertificateCoverage(Extensible):
+    """One attack × σ: how many certificates cover the attack's perturbation."""
+
+    variant: str = Field(description="the attack's variant")
+    sigma: float = Field(description="the defense's σ")
+    norm: Literal["linf", "l2"] = Field(description="the attack's threat model")
+    eps: float = Field(description="the attack's ε, [0, 1] pixel units")
+    n: int = Field(description="rows whose job certified")
+    certified: int = Field(description="rows certified (not abstained)")
+    covered: int = Field(description="certificates whose radius covers the perturbation")
+    covered_wrong: int = Field(description="covered rows that commit a wrong class")
+    covered_wrong_clean_too: int = Field(description="of those, the clean image certified the same wrong class")
+    mean_perturbation_l2: float | None = Field(description="mean ‖δ‖₂, [0, 1] pixel units")
+    mean_certified_radius: float | None = Field(description="mean certified L2 radius, noise-space units")
+
+
+class Certification(Extensible):
+    """Certificates against threat models (``shared.reports.certification``); empty tables when the
+    audit did not certify."""
+
+    radii: list[float] = Field(description="the certified-accuracy radius grid (L2, noise-space units)")
+    accuracy: list[CertifiedAccuracy] = Field(description="certified accuracy per σ")
+    coverage: list[CertificateCoverage] = Field(description="coverage per attack × σ")
+    covered_wrong: int = Field(description="committed wrong answers whose certificate covers their perturbation")
+    covered_wrong_clean_too: int = Field(description="of those, the ones the clean image's certificate predicts")
+
+
+class SigmaCost(Extensible):
+    sigma: float | None = Field(description="the defense's σ; null: the undefended model")
+    rows: int = Field(description="rows at this σ")
+    samples: int = Field(description="noisy samples spent")
+    generation_s: float | None = Field(description="generation seconds; null where no row records it")
+
+
+class AuditSummary(Extensible):
+    """The report's headline numbers (``shared.reports.summary``); fields the report adds later
+    come along."""
+
     n_rows: int = Field(description="item × variant × σ rows")
-    n_items: int
+    n_items: int = Field(description="items audited")
     n_eligible: int = Field(description="items answered correctly when clean: the ones ASR is counted over")
-    has_safety: bool
-    sigmas: list[float]
-    attacks: list[str]
-    groups: list[dict[str, Any]] = Field(description="per variant × σ: counts, rates, samples spent")
-    headline: list[dict[str, Any]] = Field(description="per attack × σ: the headline rates, goal met or missed")
-    certification: dict[str, Any]
+    has_safety: bool = Field(description="the set has safety items (judged by refusal)")
+    sigmas: list[float] = Field(description="the defended σ, ascending")
+    attacks: list[str] = Field(description="the attacks' variants, the keys of the headline's per-attack maps")
+    goal_attacks: list[str] = Field(description="the attacks the goal judges (the L2 ones, when there are any)")
+    groups: list[GroupStats] = Field(description="per variant × σ: counts, rates, samples spent")
+    headline: list[HeadlineRow] = Field(description="the undefended model, then per σ: the rates, the goal")
+    consensus: ConsensusHistogram = Field(description="consensus shares binned, per σ")
+    categories: list[CategoryStats] = Field(description="per category × variant × σ")
+    pope: list[PopeScores] = Field(description="POPE's scores per variant × σ; empty without yes/no items")
+    certification: Certification = Field(description="certified accuracy and coverage of the perturbations")
+    cost: list[SigmaCost] = Field(
+        default_factory=list, description="per σ (undefended first): rows, samples, generation time"
+    )
+
+
+class UniversalStats(Extensible):
+    """The universal adversarial image's attack (``shared.audits.attack.universal_image``)."""
+
+    loss: float = Field(description="the attack's final loss over its prompts")
+    linf: float = Field(description="‖δ‖∞, [0, 1] pixel units")
+    l2: float = Field(description="‖δ‖₂, [0, 1] pixel units")
+    steps: int = Field(description="optimisation steps run")
+    attack_ms: float = Field(description="the attack's wall time")
+    prompts: int = Field(description="prompts the image was optimised over")
 
 
 class AuditPublic(BaseModel):
@@ -244,7 +422,7 @@ class AuditPublic(BaseModel):
     callback_url: str | None = None
     progress: AuditProgress
     summary: AuditSummary | None = Field(None, description="the report's headline numbers, when finished")
-    universal: dict[str, Any] | None = Field(None, description="the universal image's attack stats")
+    universal: UniversalStats | None = Field(None, description="the universal image's attack, once it is made")
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -290,6 +468,62 @@ class RobustModelFile(BaseModel):
     link: str = Field(description="GET it (Bearer auth) to download the file")
 
 
+SigmaKind = Literal["sqrt_uniform", "uniform", "fixed"]  # shared.robustify.inputs.SigmaKind (torch there)
+
+
+def _absent_if_none(value: Any) -> bool:
+    return value is None
+
+
+class SigmaScheduleRecord(Extensible):
+    sigma_max: float = Field(description="σ_max, noise_space units")
+    kind: SigmaKind = Field(description="σ per image: σ_max·√U, σ_max·U, or σ_max")
+    clean_fraction: float = Field(description="share of the images trained without noise")
+
+
+class LossSummary(Extensible):
+    """The feature MSE over the run; every field is absent when no step ran."""
+
+    first: float | None = Field(None, exclude_if=_absent_if_none, description="the first step's loss")
+    last: float | None = Field(None, exclude_if=_absent_if_none, description="the last step's loss")
+    min: float | None = Field(None, exclude_if=_absent_if_none, description="the lowest step loss")
+    first_50_mean: float | None = Field(None, exclude_if=_absent_if_none, description="mean of the first 50 steps")
+    last_50_mean: float | None = Field(None, exclude_if=_absent_if_none, description="mean of the last 50 steps")
+    curve: list[tuple[int, float]] | None = Field(
+        None, exclude_if=_absent_if_none, description="about 20 points: [last step of a chunk, its mean loss]"
+    )
+
+
+class TrainingRecord(Extensible):
+    """What a robustify run did (``shared.robustify.distil.TrainingRecord`` and the source model's
+    validation): σ in ``noise_space`` units."""
+
+    model_type: str = Field(description="the model's architecture (config model_type)")
+    trained_modules: list[str] = Field(description="the modules trained (vision tower, projector)")
+    trainable_parameters: int = Field(description="parameters trained")
+    frozen_parameters: int = Field(description="parameters left as they were (the language model)")
+    noise_space: ImageNoiseSpace = Field(description="where the training noise went")
+    sigma: SigmaScheduleRecord = Field(description="the σ schedule trained on")
+    seed: int = Field(description="the seed of every random draw")
+    lr: float = Field(description="AdamW learning rate")
+    batch: int = Field(description="noisy images per step")
+    warmup: int = Field(description="linear warm-up steps")
+    weight_decay: float = Field(description="AdamW weight decay")
+    cosine: bool = Field(description="the learning rate decayed on a cosine to the step cap")
+    images: int = Field(description="training images")
+    steps: int = Field(description="steps trained")
+    minutes: float = Field(description="wall-clock minutes of training")
+    stopped_by: Literal["steps", "minutes"] = Field(description="the cap that ended training")
+    loss: LossSummary = Field(description="the training loss: first, last, lowest, a curve")
+    validation: list[dict[str, float]] = Field(
+        description="the student's validation runs: step, and accuracy under noise as val_accuracy_sigma_<σ>"
+    )
+    source_validation: dict[str, float] = Field(
+        description="the source model's accuracy on the same questions, val_accuracy_sigma_<σ>; empty without them"
+    )
+    versions: dict[str, str] = Field(description="library versions that trained it (torch, transformers)")
+
+
 class RobustModelPublic(BaseModel):
     id: UUID
     status: Literal["queued", "training", "succeeded", "failed", "cancelled"]
@@ -297,8 +531,8 @@ class RobustModelPublic(BaseModel):
     spec: RobustifySpec
     attempt: int = Field(description="training attempts (a run restarts from its seed when a worker was lost)")
     progress: RobustModelProgress
-    record: dict[str, Any] | None = Field(
-        None, description="the training record: σ schedule, steps, loss curve, validation accuracy under noise"
+    record: TrainingRecord | None = Field(
+        None, description="the training record, when succeeded: σ schedule, steps, loss curve, accuracy under noise"
     )
     files: list[RobustModelFile] = Field(default_factory=list, description="the checkpoint, when succeeded")
     error: str | None = None

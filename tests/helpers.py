@@ -2,6 +2,8 @@
 
 import time
 
+from pydantic import BaseModel
+
 from shared.config import DEMO_IMAGE, DEMO_MODEL
 from shared.models import Audit, AuditItem
 
@@ -36,3 +38,25 @@ def audit_item(s, tenant_id, media_id) -> AuditItem:
     s.add(item)
     s.flush()
     return item
+
+
+def undeclared(value, path="") -> list[str]:
+    """Where a validated response carries a field only as an extra (not declared by its model)."""
+    if isinstance(value, BaseModel):
+        extra = [f"{path}.{k}" for k in value.model_extra or {}]
+        return extra + [
+            p for name in type(value).model_fields for p in undeclared(getattr(value, name), f"{path}.{name}")
+        ]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in undeclared(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in undeclared(v, f"{path}[{i}]")]
+    return []
+
+
+def assert_typed_exactly(model: type[BaseModel], data) -> None:
+    """``data`` (what the server returns) validates against ``model`` with every field declared, so a
+    misspelt or missing field in the model fails, and dumps back unchanged."""
+    parsed = model.model_validate(data)
+    assert undeclared(parsed) == [], undeclared(parsed)
+    assert parsed.model_dump(mode="json") == data

@@ -11,6 +11,7 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.main import create_app
@@ -18,7 +19,7 @@ from shared.config import DEMO_IMAGE, Settings
 from shared.db import session_scope
 from shared.jobs.intake import forget_expired_keys
 from shared.models import IdempotencyKey
-from tests.helpers import auth, post_job
+from tests.helpers import assert_typed_exactly, auth, post_job
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,100 @@ def test_fields_clients_read_are_typed(document):
     assert job["params"]["$ref"].endswith("/SmoothConfig")
     assert "#/components/schemas/Consensus" in json.dumps(job["consensus"])
     assert "#/components/schemas/Timings" in json.dumps(job["timings"])
+    generated_on = schemas["GeneratedOn"]["properties"]
+    assert "#/components/schemas/GeneratedOn" in json.dumps(job["generated_on"])
+    assert set(generated_on) == {"device", "dtype", "revision", "torch", "transformers", "host"}
+    assert all(field["description"] for field in generated_on.values())
     audit = schemas["AuditPublic"]["properties"]
     assert audit["spec"]["$ref"].endswith("/AuditSpec") and "AuditSummary" in json.dumps(audit["summary"])
     assert schemas["Problem"]["properties"]["errors"]
+
+
+def component_refs(node) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"].rsplit("/", 1)[-1]} if "$ref" in node else set()
+        return own.union(*(component_refs(v) for v in node.values()))
+    return set().union(*(component_refs(v) for v in node)) if isinstance(node, list) else set()
+
+
+def free_dicts(node, path) -> list[str]:
+    """Object schemas that say nothing of their fields or values (``additionalProperties: true`` only)."""
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in free_dicts(v, f"{path}/{i}")]
+    if not isinstance(node, dict):
+        return []
+    free = node.get("type") == "object" and "properties" not in node and node.get("additionalProperties", True) is True
+    return [path] * free + [p for k, v in node.items() for p in free_dicts(v, f"{path}/{k}")]
+
+
+def test_audit_and_robust_model_tables_are_named_components_not_free_dicts(document):
+    schemas = document["components"]["schemas"]
+    for name, field, component in [
+        ("AuditPublic", "universal", "UniversalStats"),
+        ("RobustModelPublic", "record", "TrainingRecord"),
+        ("AuditSummary", "certification", "Certification"),
+        ("AuditSummary", "groups", "GroupStats"),
+        ("AuditSummary", "headline", "HeadlineRow"),
+    ]:
+        assert component_refs(schemas[name]["properties"][field]) == {component}, (name, field)
+        assert schemas[component]["properties"] and "description" in schemas[name]["properties"][field]
+    reachable, todo = set(), ["AuditPublic", "RobustModelPublic"]
+    while todo:
+        if (name := todo.pop()) not in reachable:
+            reachable.add(name)
+            todo += component_refs(schemas[name])
+    assert [p for name in sorted(reachable) for p in free_dicts(schemas[name], name)] == []
+    headline = schemas["HeadlineRow"]["properties"]
+    assert {"type": "string", "enum": ["met", "missed", "inconclusive"]} in headline["goal"]["anyOf"]
+    interval = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+    assert headline["asr_ci"]["anyOf"][0]["additionalProperties"]["anyOf"][0] == interval  # per attack: [low, high]
+
+
+def test_a_summary_of_every_table_is_typed_exactly_by_the_response_model():
+    """The report's summary (certificates, POPE scores, categories: every table filled) validates
+    against ``AuditSummary`` with no field undeclared and dumps back unchanged."""
+    from api.schemas import AuditSummary
+    from shared.reports.summary import summarize
+    from tests.reports.rows import realistic_rows
+
+    summary = summarize(realistic_rows())
+    assert summary["certification"]["coverage"] and summary["pope"] and summary["categories"]
+    assert_typed_exactly(AuditSummary, summary)
+    summary["headline"][1]["clean_m"] = summary["headline"][1].pop("clean_n")  # as a model that misspelt it sees it
+    with pytest.raises(ValidationError, match="clean_n"):
+        assert_typed_exactly(AuditSummary, summary)
+    summary["headline"][1]["clean_n"] = 1
+    with pytest.raises(AssertionError, match=r"\.headline\[1\]\.clean_m"):  # carried along, but undeclared
+        assert_typed_exactly(AuditSummary, summary)
+
+
+# what summaries stored before the intervals, the interval verdict and the cost table (issue 14) lack
+ADDED_SINCE = {"accuracy_ci", "asr_ci", "committed_asr_ci", "clean_accuracy_ci", "abstain_rate_ci", "over_refusal_ci"}
+
+
+def test_a_summary_stored_by_an_earlier_version_still_validates():
+    """An audit finished before the intervals existed is still served (no 500 on its GET)."""
+    from api.schemas import AuditSummary
+    from shared.reports.summary import summarize
+    from tests.reports.rows import realistic_rows
+
+    summary = summarize(realistic_rows())
+    del summary["cost"]
+    for table in ("groups", "headline", "categories"):
+        for row in summary[table]:
+            for name in ADDED_SINCE | {"goal"}:
+                row.pop(name, None)
+    parsed = AuditSummary.model_validate(summary)
+    assert parsed.cost == [] and parsed.headline[1].goal is None and parsed.groups[0].asr_ci is None
+
+
+def test_the_record_sigma_kinds_are_the_libraries():
+    from typing import get_args
+
+    from api.schemas import SigmaKind
+    from shared.robustify.inputs import SigmaKind as LibrarySigmaKind
+
+    assert get_args(SigmaKind) == get_args(LibrarySigmaKind)
 
 
 def test_response_headers_are_documented(document):

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 
 import shared
+from api.schemas import AuditSummary
 from shared.benchmarks.shapes import COLOURS
 from shared.db import session_scope
 from shared.models import AuditItem, Job
 from shared.reports.render import FIELDS
 from tests.audits.test_audits import QUEUES, wait_audit
-from tests.helpers import auth
+from tests.helpers import assert_typed_exactly, auth
 
 ROBUST = str(Path(shared.__file__).parent / "assets" / "demo-llava-robust")
 SIGMA, EPS = 0.25, 0.25
@@ -67,6 +68,8 @@ def test_a_certifying_audit_reports_threat_models_and_covers_no_wrong_answer(cli
         ("yes_no", ("yes", "no"), True),
         ("closed", tuple(sorted(COLOURS)), True),
     }
+    assert audit["summary"]["certification"]["coverage"] and audit["summary"]["certification"]["accuracy"]
+    assert_typed_exactly(AuditSummary, audit["summary"])
     report = client.get(f"/v1/audits/{audit_id}/report?format=json", headers=auth(key)).json()
     rows = report["items"]
     attacked = [r for r in rows if r["variant"] == "pgd" and r["sigma"] == SIGMA]

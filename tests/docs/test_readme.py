@@ -6,6 +6,7 @@ is the key ``up`` printed, and ``.venv/bin/`` this interpreter's ``bin/``. The a
 ``audit`` block runs against the same stack, in a folder of its own."""
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -44,7 +45,7 @@ def clean_env() -> dict[str, str]:
 
 def test_the_readme_walkthrough_defines_what_it_uses_and_stays_offline():
     blocks = readme_blocks()
-    assert {"up", "walkthrough", "audit"} <= set(blocks)
+    assert {"up", "walkthrough", "audit", "robust"} <= set(blocks)
     walkthrough = blocks["walkthrough"]
     assigned = set(re.findall(r"^([A-Z_]+)=", walkthrough, re.M))
     used = set(re.findall(r"\$\{?([A-Z_]+)", walkthrough))
@@ -72,6 +73,19 @@ def run_audit_block(block: str, api_port: int, hook_port: int, key: str, folder:
     assert audit.returncode == 0, out[-3000:]
     assert out.count("undefended") >= 2, out[-3000:]  # both audits' tables
     assert "<svg" in (folder / "report.html").read_text() and (folder / "my-set" / "questions.jsonl").exists()
+
+
+def run_robust_block(block: str, api_port: int, hook_port: int, key: str) -> None:
+    """The robust-models block: a short robustify run over REST, polled until it ends."""
+    run = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", localize(block, api_port, hook_port, key)],
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    final = json.loads(out.strip().splitlines()[-1])
+    assert final["status"] == "succeeded", out[-3000:]
+    assert final["record"]["steps"] == 20 and {f["name"] for f in final["files"]} >= {"config.json"}, final
 
 
 def kill_group(pid: int) -> None:
@@ -122,6 +136,7 @@ def test_the_readme_up_walkthrough_runs_as_written(tmp_path):
         assert re.search(r"^msg_\S+ job\.completed signature VERIFIED; data: .*\"answer\": \"red\"", out, re.M), out
         assert '"status":"succeeded"' in out and '"selected":true' in out  # the job, then its samples
         run_audit_block(blocks["audit"], api_port, hook_port, key, tmp_path / "audit")
+        run_robust_block(blocks["robust"], api_port, hook_port, key)
     finally:
         up.send_signal(signal.SIGTERM)
         try:

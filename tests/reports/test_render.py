@@ -78,6 +78,15 @@ def test_readable_settings_and_verdict(files):
     assert verdict_line({"attacks": [], "headline": []}).startswith("No attack")
 
 
+def test_run_metadata_names_where_the_candidates_were_generated(files):
+    html = files["report.html"].decode("utf-8")
+    assert (
+        "<dt>Generated on 1</dt><dd>cuda:0 NVIDIA H100 80GB HBM3 · bfloat16 · revision a272c74b6d2c8a2e4bd5c7d1c5e2f0a1b3c4d5e6"
+        " · torch 2.5.1 · transformers 5.0.0 · gpu-worker-0 · 30 jobs</dd>" in html
+    )
+    assert "<dt>Generated on 2</dt><dd>cpu · float32 · torch 2.5.1 · transformers 5.0.0 · laptop · 1 job</dd>" in html
+
+
 def test_renders_an_audit_without_attacks_or_scores():
     rows = [r for r in realistic_rows(n_items=4) if r["variant"] == "clean"]
     for r in rows:

@@ -14,13 +14,14 @@ import torch
 from safetensors.torch import load_file
 from sqlalchemy import func, select
 
+from api.schemas import TrainingRecord
 from shared.backends.registry import load_generator
 from shared.config import DEMO_IMAGE, DEMO_MODEL
 from shared.db import session_scope
 from shared.media.decode import load_image
 from shared.models import RobustModel
 from shared.smoothing.types import CandidateSpec
-from tests.helpers import auth
+from tests.helpers import assert_typed_exactly, auth
 
 SMALL = {
     "dataset": {"format": "shapes", "seed": 3, "count": 8},
@@ -68,6 +69,7 @@ def test_robustify_over_rest_trains_uploads_and_records(client, keys, worker, se
     assert record["sigma"]["sigma_max"] == 0.55 and record["batch"] == 4 and record["seed"] == 0
     assert set(record["validation"][-1]) == {"step", "val_accuracy_sigma_0", "val_accuracy_sigma_0.25"}
     assert set(record["source_validation"]) == {"val_accuracy_sigma_0", "val_accuracy_sigma_0.25"}
+    assert_typed_exactly(TrainingRecord, record)
     files = {f["name"]: f for f in body["files"]}
     assert {"model.safetensors", "config.json", "training_info.json", "tokenizer_config.json"} <= set(files)
 
