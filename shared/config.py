@@ -13,6 +13,7 @@ from shared.backends.registry import DEFAULT_EMBEDDER
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_MODEL = ASSETS / "demo-llava"
+DEMO_AUDIO_MODEL = ASSETS / "demo-qwen2-audio"
 DEMO_IMAGE = ASSETS / "demo.png"
 # refused in production: the development S3 keys of `smoothguard up`, MinIO's documented root
 # default, and database passwords anyone would try first

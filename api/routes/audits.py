@@ -29,7 +29,7 @@ from shared.audits.spec import AuditSpec, DatasetFormat
 from shared.audits.store import CONTENT_TYPES, create_audit, progress
 from shared.audits.store import cancel_audit as stop_audit
 from shared.errors import Conflict, Invalid, NotFound
-from shared.jobs.intake import body_hash, check_options, remember, remembered
+from shared.jobs.intake import body_hash, check_modality, check_options, remember, remembered
 from shared.models import Audit, DatasetArchive, Delivery, Tenant
 from shared.quotas import Work, check_in_flight
 from shared.webhooks.endpoints import check_callback
@@ -69,8 +69,8 @@ def own_audit(session: Session, tenant: Tenant, audit_id: uuid.UUID) -> Audit:
 
 
 def count_items(spec: AuditSpec, archive_items: int | None) -> int | None:
-    """Items the audit will have (the synthetic set: two per image; an archive: its checked count)."""
-    n = 2 * spec.dataset.count if spec.dataset.format == "shapes" else archive_items
+    """Items the audit will have (a generated set: its questions; an archive: its checked count)."""
+    n = spec.dataset.generated_items or archive_items
     return min(n, spec.limit) if n is not None and spec.limit else (n or spec.limit)
 
 
@@ -83,7 +83,8 @@ def count_items(spec: AuditSpec, archive_items: int | None) -> int | None:
     }
     | problems(
         _409="a request with this Idempotency-Key is in progress",
-        _422="invalid spec, unknown model, an archive not uploaded or not ready, too many items, a reused Idempotency-Key",
+        _422="invalid spec, unknown model, a model of another modality than the set's (image/audio), an archive "
+        "not uploaded or not ready, too many items, a reused Idempotency-Key",
     ),
 )
 def submit_audit(
@@ -107,6 +108,7 @@ def submit_audit(
     model = check_options(
         settings, model=spec.model, num_samples=spec.defense.num_samples, max_new_tokens=spec.defense.max_new_tokens
     )
+    check_modality(model, spec.dataset.modality, subject=f"the {spec.dataset.format} set")
     check_callback(session, tenant.id, spec.callback_url)
     archive_items = ready_archive(session, tenant.id, spec.dataset).items if spec.dataset.archive else None
     if (n := count_items(spec, archive_items)) is not None and n > settings.max_audit_items:
@@ -222,7 +224,7 @@ def upload_dataset(
     format: Annotated[DatasetFormat, Form()],
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> DatasetPublic:
-    """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild or MM-SafetyBench folder layout);
+    """Store a benchmark archive (POPE, LLaVA-Bench in-the-wild, MM-SafetyBench or audio-jsonl folder layout);
     a worker unpacks and loads it under the deployment's caps: poll ``GET /v1/datasets/{id}`` until
     it is ``ready`` (with its item count) or ``invalid`` (with the reason). The same bytes and
     format → the same dataset (200); so does a retry with the same ``Idempotency-Key`` (with

@@ -18,15 +18,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import pipeline
-from shared.audits.spec import AuditSpec, DatasetSpec
+from shared.audits.spec import GENERATED_FORMATS, AuditSpec, DatasetSpec
 from shared.benchmarks.archives import HEAD_BYTES, Limits, archive_kind
 from shared.benchmarks.items import Dataset, DatasetError
-from shared.benchmarks.loaders import extract_archive, load_dataset, synthetic
+from shared.benchmarks.loaders import extract_archive, load_dataset, synthetic, synthetic_tones
 from shared.config import Settings
 from shared.db import session_scope
 from shared.errors import Invalid
 from shared.faults import raise_if_transient
 from shared.jobs.store import now
+from shared.media.checks import check_media
 from shared.models import DatasetArchive
 from shared.pipeline import Message
 from shared.storage import ObjectStore
@@ -55,8 +56,8 @@ def receive_archive(
     """The tenant's dataset for these bytes in this format, and whether it is new (``validating``;
     the caller sends its check once committed). ``Invalid`` — nothing stored — for the generated
     format, an archive over the size limit, or bytes that are not a zip or tar by their start."""
-    if fmt == "shapes":
-        raise Invalid("format: the shapes set is generated, not uploaded")
+    if fmt in GENERATED_FORMATS:
+        raise Invalid(f"format: the {fmt} set is generated, not uploaded")
     with tempfile.NamedTemporaryFile(prefix="dataset-") as tmp:
         sha, size = _copy_hashing(upload, tmp, settings.max_dataset_bytes)
         if (known := _find(session, tenant_id, sha, fmt)) is not None:
@@ -152,20 +153,42 @@ def _record(settings: Settings, dataset_id: str, items: int | None, error: str |
 
 
 def count_items(store: ObjectStore, settings: Settings, key: str, fmt: str) -> int:
-    """Unpack and load the archive as its format under the caps; every image it names must be
-    within the upload limit (an audit reads each whole)."""
+    """Unpack and load the archive as its format under the caps, and check the files it names
+    (``check_files``)."""
     with tempfile.TemporaryDirectory(prefix="dataset-check-") as tmp:
         workdir = Path(tmp)
         try:
             dataset = load_dataset(fmt, unpack(store, key, workdir, dataset_limits(settings)))
-            for item in dataset.items:
-                if dataset.image_path(item).stat().st_size > settings.max_upload_bytes:
-                    raise DatasetError(f"image {item.image}: over {settings.max_upload_bytes} bytes (the limit)")
+            check_files(dataset, settings)
         except DatasetError as exc:
             raise DatasetError(str(exc).replace(f"{workdir}/set/", "").replace(f"{workdir}/", "")) from exc
         if not dataset.items:
             raise DatasetError(f"the {fmt} set has no items")
         return len(dataset.items)
+
+
+def check_files(dataset: Dataset, settings: Settings) -> None:
+    """Every file the set names is within the upload limit (an audit reads each whole); every
+    clip of an audio set decodes as audio within the deployment's bounds (one at a time)."""
+    seen: set[str] = set()
+    for item in dataset.items:
+        if item.media in seen:
+            continue
+        seen.add(item.media)
+        path = dataset.media_path(item)
+        if path.stat().st_size > settings.max_upload_bytes:
+            raise DatasetError(f"{item.modality} {item.media}: over {settings.max_upload_bytes} bytes (the limit)")
+        if item.modality == "audio":
+            check_clip(path.read_bytes(), item.media, settings)
+
+
+def check_clip(data: bytes, name: str, settings: Settings) -> None:
+    try:
+        checked = check_media(data, settings)
+    except Invalid as exc:
+        raise DatasetError(f"audio {name}: {exc}") from exc
+    if checked.modality != "audio":
+        raise DatasetError(f"audio {name}: an image, not an audio clip")
 
 
 def unpack(store: ObjectStore, key: str, workdir: Path, limits: Limits) -> Path:
@@ -199,12 +222,15 @@ def stale_datasets(session: Session, older_than: datetime) -> list[DatasetArchiv
     return list(rows)
 
 
+GENERATED_SETS = {"shapes": synthetic, "tones": synthetic_tones}
+
+
 def load_set(spec: AuditSpec, store: ObjectStore, tenant_id: str, workdir: Path, limits: Limits) -> Dataset:
-    """The audit's items: the synthetic set made here, or an uploaded archive unpacked here under
+    """The audit's items: a synthetic set made here, or an uploaded archive unpacked here under
     ``limits`` (the deployment's: :func:`dataset_limits`)."""
     d = spec.dataset
-    if d.format == "shapes":
-        dataset = synthetic(d.seed, d.count, workdir)
+    if d.format in GENERATED_SETS:
+        dataset = GENERATED_SETS[d.format](d.seed, d.count, workdir)
     else:
         assert d.archive is not None
         root = unpack(store, dataset_key(tenant_id, d.archive), workdir, limits)

@@ -1,9 +1,11 @@
 """An audit's report: one row per (item, variant, σ), judged in batches, summarised, rendered,
 stored. A defended row carries its job's candidates (answer, cluster, selected) and consensus
-bounds; the report embeds the items' images as thumbnails, so it reads without a key."""
+bounds; the report embeds the items' images as thumbnails (their clips as playable audio), so it
+reads without a key."""
 
 from __future__ import annotations
 
+import json
 import platform
 import uuid
 from collections.abc import Iterable
@@ -20,14 +22,14 @@ from shared.benchmarks.judges import DEFAULT_JUDGES, make_judge
 from shared.config import Settings
 from shared.jobs.store import now, result_of
 from shared.models import Audit, AuditItem, Job, Media, SampleRow
-from shared.reports.certification import coverage, threat_model
-from shared.reports.media import perturbation, thumbnail
+from shared.reports.certification import PERTURBATION_UNITS, coverage, threat_model
+from shared.reports.media import perturbation, preview
 from shared.reports.render import render
 from shared.reports.summary import CLEAN, summarize
 from shared.smoothing.types import SmoothResult
 from shared.storage import ObjectStore
 
-MEDIA_BUDGET = 8_000_000  # characters of embedded thumbnails per report; later items are not embedded
+MEDIA_BUDGET = 8_000_000  # characters of embedded thumbnails and clips per report; later items are not embedded
 PACKAGES = ("smoothguard", "torch", "transformers", "numpy")  # versions named in the run metadata
 SAMPLE_CHUNK = 1000  # jobs per candidates query
 
@@ -107,19 +109,22 @@ def rows_of(session: Session, audit: Audit, items: list[AuditItem], public_url: 
 
 
 def threat_of(spec: AuditSpec, audit: Audit, variant: str, out: VariantOutput | None) -> dict[str, Any]:
-    """A variant's threat model (the attack's norm and ε) and its perturbation's L2 / L∞ norms
-    ([0, 1] pixel units; the universal image's are the audit's); all None for the clean image."""
+    """A variant's threat model (the attack's norm and ε) and its perturbation's L2 / L∞ norms in
+    ``perturbation_units``: [0, 1] ``pixel`` units, or ``waveform`` amplitude for audio (the
+    universal image's are the audit's); all None for the clean variant."""
     attack = next((a for a in spec.attacks if a.variant == variant), None)
     norms = dict(audit.universal or {}) if attack is not None and attack.name == "universal" else {}
     if out is not None and out.l2 is not None:
         norms = {"l2": out.l2, "linf": out.linf}
     targeted = out.targeted if out is not None else None
+    units = PERTURBATION_UNITS[spec.dataset.modality]
     return {
-        "threat_model": threat_model(variant, attack.norm, attack.eps, targeted) if attack else None,
+        "threat_model": threat_model(variant, attack.norm, attack.eps, targeted, units) if attack else None,
         "attack_norm": attack.norm if attack else None,
         "attack_eps": attack.eps if attack else None,
         "perturbation_l2": norms.get("l2") if attack else None,
         "perturbation_linf": norms.get("linf") if attack else None,
+        "perturbation_units": units if attack else None,
     }
 
 
@@ -155,7 +160,7 @@ def defended(job: Job | None, sigma: float, spec: AuditSpec, base: str) -> dict[
     return (
         {
             "sigma": sigma,
-            "noise_space": spec.defense.noise_space,
+            "noise_space": spec.noise_space,
             "answer": (r.answer if r else None) or "",
             "abstained": r.abstained if r else None,
             "consensus_share": r.consensus.share if r else None,
@@ -228,10 +233,11 @@ def audit_info(audit: Audit, spec: AuditSpec) -> dict[str, Any]:
         "created_at": audit.created_at.isoformat() if audit.created_at else None,
         "finished_at": now().isoformat(),
         "model": audit.model,
+        "modality": spec.dataset.modality,
         "dataset": spec.dataset.model_dump(mode="json"),
         "attacks": [a.model_dump(mode="json") for a in spec.attacks],
         "sigmas": spec.defense.sigmas,
-        "noise_space": spec.defense.noise_space,
+        "noise_space": spec.noise_space,
         "num_samples": spec.defense.num_samples,
         "include_clean": spec.defense.include_clean,
         "limit": spec.limit,
@@ -244,8 +250,11 @@ def audit_info(audit: Audit, spec: AuditSpec) -> dict[str, Any]:
 
 
 def run_info(jobs: Iterable[Job]) -> dict[str, Any]:
-    """Run metadata: the generator and embedder the jobs ran, their seeds, and the library versions
-    and machine of the process writing the report."""
+    """Run metadata: the generator and embedder the jobs ran, their seeds, where their candidates
+    were generated (``generated_on``: the distinct devices, dtypes, revisions, library versions and
+    hosts, with how many jobs each), and the library versions and machine of the process writing
+    the report."""
+    jobs = list(jobs)
     results = [r for r in (result_of(j) for j in jobs) if r is not None]
     versions = {}
     for name in PACKAGES:
@@ -257,15 +266,27 @@ def run_info(jobs: Iterable[Job]) -> dict[str, Any]:
         "generator": sorted({r.generator for r in results}),
         "embedder": sorted({r.embedder for r in results}),
         "seeds": sorted({int(r.config.get("seed", 0)) for r in results}),
+        "generated_on": origins_of(jobs),
         "versions": versions,
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
     }
 
 
+def origins_of(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Each distinct place the jobs' rounds were generated, with how many jobs ran there, most first."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        for origin in job.generated_on or []:
+            key = json.dumps(origin, sort_keys=True)
+            counts[key] = counts.get(key, 0) + 1
+    return [json.loads(k) | {"jobs": n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 def embedded_media(session: Session, store: ObjectStore, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Thumbnails as data: URIs by media id (and by "clean:attacked" for the magnified perturbation),
-    item by item until ``MEDIA_BUDGET`` characters are spent (one item's images in memory at a time)."""
+    """Thumbnails (clips) as data: URIs by media id (and by "clean:attacked" for an image's magnified
+    perturbation), item by item until ``MEDIA_BUDGET`` characters are spent (one item's media in
+    memory at a time)."""
     ids = {uuid.UUID(i) for r in rows for i in (r.get("media_id"), r.get("clean_media_id")) if i}
     keys = {str(m.id): m.object_key for m in session.scalars(select(Media).where(Media.id.in_(ids)))}
     blobs: dict[str, bytes] = {}
@@ -282,7 +303,7 @@ def embedded_media(session: Session, store: ObjectStore, rows: list[dict[str, An
                 if k in keys and k not in blobs:
                     blobs[k] = store.get(keys[k])
             parts = [blobs[k] for k in key.split(":") if k in blobs]
-            uri = thumbnail(parts[0]) if len(parts) == 1 else perturbation(*parts) if len(parts) == 2 else None
+            uri = preview(parts[0]) if len(parts) == 1 else perturbation(*parts) if len(parts) == 2 else None
             if uri is not None:
                 media[key] = uri
                 spent += len(uri)

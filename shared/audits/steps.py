@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,11 +23,13 @@ from sqlalchemy.orm import Session
 
 from shared import pipeline
 from shared.audits.attack import (
+    CODECS,
     ChunkItem,
     Progress,
     Variant,
     answer_all,
     attack_items,
+    codec_of,
     png_roundtrip,
     universal_image,
 )
@@ -55,6 +58,7 @@ from shared.audits.store import (
 from shared.backends.registry import load_generator
 from shared.config import Settings
 from shared.db import locked_unfinished, session_scope
+from shared.errors import Invalid
 from shared.faults import raise_if_transient
 from shared.jobs.store import now
 from shared.liveness import held_elsewhere, live_workers, worker_id
@@ -81,7 +85,7 @@ class ItemSource:
 
 
 def prepare(settings: Settings, audit_id: str) -> list[Message]:
-    """Load the benchmark set once, store its images as media, create the items; the chunks
+    """Load the benchmark set once, store its images or clips as media, create the items; the chunks
     follow (after the universal image, when that attack is asked for)."""
     try:
         with locked_unfinished(settings.database_url, Audit, audit_id) as (session, audit):
@@ -97,33 +101,36 @@ def prepare(settings: Settings, audit_id: str) -> list[Message]:
 
 
 def load_items(session: Session, settings: Settings, audit: Audit, spec: AuditSpec) -> list[dict[str, Any]]:
-    """The set's items as rows. Questions share images: each file is checked and stored once; a
-    broken or oversized image fails the audit, named."""
+    """The set's items as rows. Questions share images (clips): each file is checked and stored
+    once; a broken or oversized one, or one of the other modality, fails the audit, named."""
     store = ObjectStore.from_settings(settings)
     media: dict[str, uuid.UUID] = {}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         dataset = load_set(spec, store, str(audit.tenant_id), Path(tmp), dataset_limits(settings))
         for item in dataset.items:
-            if item.image not in media:
-                data = dataset.image_bytes(item)
-                checked = check_media(data, settings)
-                media[item.image] = save_media(
-                    session,
-                    store,
-                    tenant_id=audit.tenant_id,
-                    data=data,
-                    content_type=checked.content_type,
-                    modality=checked.modality,
-                ).id
+            if item.media not in media:
+                media[item.media] = store_item_media(session, store, settings, audit, dataset.media_bytes(item))
             fields: dict[str, Any] = {
                 "key": item.key,
                 "category": item.category,
                 "kind": item.kind,
                 "prompt": item.prompt,
             }
-            rows.append(fields | {"label": item.label, "media_id": media[item.image]})
+            rows.append(fields | {"label": item.label, "media_id": media[item.media]})
     return rows
+
+
+def store_item_media(session: Session, store: ObjectStore, settings: Settings, audit: Audit, data: bytes) -> uuid.UUID:
+    """One file of the set, checked like an upload and of the audit's modality, stored as media."""
+    checked = check_media(data, settings)
+    modality = spec_of(audit).dataset.modality
+    if checked.modality != modality:
+        raise Invalid(f"the {spec_of(audit).dataset.format} set holds {checked.modality}, not {modality}")
+    saved = save_media(
+        session, store, tenant_id=audit.tenant_id, data=data, content_type=checked.content_type, modality=modality
+    )
+    return saved.id
 
 
 def attack_universal(settings: Settings, audit_id: str) -> list[Message]:
@@ -223,7 +230,7 @@ def progress_saver(settings: Settings, store: ObjectStore, audit_id: str, todo: 
                 item = session.get(AuditItem, source.id)
                 assert item is not None
                 out = save_variant(session, store, audit.tenant_id, v, None)
-                v.media_id, v.png = out.media_id, None
+                v.media_id, v.data = out.media_id, None
                 set_outputs(item, outputs_of(item) | {variant: out})
             audit.touched_at = now()
 
@@ -239,21 +246,22 @@ def attack_and_answer(
     on_attack: Progress | None = None,
 ) -> dict[uuid.UUID, dict[str, Variant]]:
     """Per item: its variants (clean, one per attack), each answered undefended, batched (the
-    generator is a vision one: it answers batches too). Attacks stored by an earlier run are read
+    vision and audio generators answer batches too). Attacks stored by an earlier run are read
     back, not run again."""
-    items = [ChunkItem(s.prompt, load_image(store.get(s.object_key)), s.target) for s in todo]
+    load = CODECS[spec.dataset.modality].load
+    items = [ChunkItem(s.prompt, load(store.get(s.object_key)), s.target) for s in todo]
     universal = load_image(store.get(universal_key)) if universal_key else None
     tokens = spec.defense.max_new_tokens
-    clean = generator.answer_batch([i.image for i in items], [i.prompt for i in items], max_new_tokens=tokens)
-    done = [{n: read_variant(store, k, o) for n, (k, o) in s.attacked.items()} for s in todo]
+    clean = generator.answer_batch([i.media for i in items], [i.prompt for i in items], max_new_tokens=tokens)
+    done = [{n: read_variant(store, k, o, load) for n, (k, o) in s.attacked.items()} for s in todo]
     variants = attack_items(generator, spec, items, [g.text for g in clean], universal, done, on_attack)
     answer_all(generator, items, variants, tokens)
     return {s.id: row for s, row in zip(todo, variants, strict=True)}
 
 
-def read_variant(store: ObjectStore, object_key: str, out: VariantOutput) -> Variant:
+def read_variant(store: ObjectStore, object_key: str, out: VariantOutput, load: Callable[[bytes], Any]) -> Variant:
     stats = out.model_dump(exclude={"media_id", "answer"}, exclude_none=True)
-    return Variant(load_image(store.get(object_key)), out.answer, stats, media_id=out.media_id)
+    return Variant(load(store.get(object_key)), out.answer, stats, media_id=out.media_id)
 
 
 def record_chunk(
@@ -281,10 +289,11 @@ def record_chunk(
 def save_variant(
     session: Session, store: ObjectStore, tenant_id: uuid.UUID, v: Variant, media_id: uuid.UUID | None
 ) -> VariantOutput:
-    """The variant's entry in ``outputs``: its media (stored now if it is a new adversarial image)."""
-    if v.png is not None:
+    """The variant's entry in ``outputs``: its media (stored now if it is a new adversarial one)."""
+    if v.data is not None:
+        codec = codec_of(v.media)
         media_id = save_media(
-            session, store, tenant_id=tenant_id, data=v.png, content_type="image/png", modality="image"
+            session, store, tenant_id=tenant_id, data=v.data, content_type=codec.content_type, modality=codec.modality
         ).id
     assert media_id is not None, "the clean and universal images are stored before their variants"
     return VariantOutput(media_id=media_id, answer=v.answer, **v.stats)

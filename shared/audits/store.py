@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from shared.audits.spec import AuditSpec, ref
 from shared.benchmarks.shapes import COLOURS
+from shared.benchmarks.tones import COUNT_WORDS, PITCHES
 from shared.errors import Conflict
 from shared.jobs.options import to_params
 from shared.jobs.store import cancel, now
@@ -23,9 +24,9 @@ from shared.models import Audit, AuditItem, Job
 
 
 class VariantOutput(BaseModel):
-    """One variant of an attacked item (``AuditItem.outputs[variant]``): the image its defense
-    jobs read, the undefended answer, and for an attacked image the attack's numbers (L2/L∞ in
-    [0, 1] pixel units)."""
+    """One variant of an attacked item (``AuditItem.outputs[variant]``): the image or clip its
+    defense jobs read, the undefended answer, and for an attacked one the attack's numbers (L2/L∞
+    in [0, 1] pixel units, or in waveform amplitude for a clip)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +110,10 @@ def add_items(session: Session, audit: Audit, items: list[dict[str, Any]]) -> No
     """Insert the audit's items (``key, category, kind, prompt, label, media_id``) once."""
     spec = spec_of(audit)
     closed = sorted({str(i["label"]) for i in items if i["kind"] == "closed" and i["label"] is not None})
+
+    def classes(category: str) -> list[str]:
+        return set_vocabulary(spec.dataset.format, category) or closed
+
     rows = [
         dict(
             i,
@@ -116,7 +121,7 @@ def add_items(session: Session, audit: Audit, items: list[dict[str, Any]]) -> No
             audit_id=audit.id,
             index=n,
             chunk=n // spec.chunk_size,
-            target=target_for(i["kind"], i["label"], n, closed),
+            target=target_for(i["kind"], i["label"], n, classes(i["category"])),
         )
         for n, i in enumerate(items)
     ]
@@ -160,11 +165,25 @@ def unfinished_items(session: Session, audit_id: uuid.UUID) -> list[AuditItem]:
     return list(session.scalars(query))
 
 
-def closed_labels(session: Session, audit: Audit) -> list[str]:
-    """The classes of the audit's closed questions, sorted: the synthetic set's whole colour
-    vocabulary (a small draw of it may show one colour only), else the labels its closed items have."""
-    if spec_of(audit).dataset.format == "shapes":
+# a generated set's closed questions by category: their classes (a small draw may show one only)
+TONE_CLASSES = {"count": COUNT_WORDS, "order": tuple(PITCHES)}
+
+
+def set_vocabulary(fmt: str, category: str) -> list[str] | None:
+    """The classes of a generated set's closed questions of ``category``, sorted: the shapes set's
+    colours, the tones set's counts or pitches; None for an uploaded set."""
+    if fmt == "shapes":
         return sorted(COLOURS)
+    if fmt == "tones" and category in TONE_CLASSES:
+        return sorted(TONE_CLASSES[category])
+    return None
+
+
+def closed_labels(session: Session, audit: Audit, category: str) -> list[str]:
+    """The classes of the audit's closed questions of ``category``, sorted: a generated set's
+    vocabulary (``set_vocabulary``), else the labels its closed items have."""
+    if (known := set_vocabulary(spec_of(audit).dataset.format, category)) is not None:
+        return known
     audit_id = audit.id
     query = select(AuditItem.label).where(
         AuditItem.audit_id == audit_id, AuditItem.kind == "closed", AuditItem.label.is_not(None)
@@ -177,7 +196,7 @@ def create_defense_jobs(session: Session, audit: Audit, item: AuditItem) -> list
     ids of the jobs created now — none for those a previous run already made. Certifying audits
     give each job the item's closed answer set (``DefenseSpec.answer_set``)."""
     spec, outputs = spec_of(audit), outputs_of(item)
-    labels = closed_labels(session, audit) if spec.defense.certify and item.kind == "closed" else []
+    labels = closed_labels(session, audit, item.category) if spec.defense.certify and item.kind == "closed" else []
     answers = spec.defense.answer_set(item.kind, labels)
     rows = []
     for variant in spec.variants():

@@ -1,4 +1,5 @@
-"""Benchmark items and datasets: one question about one image, whatever set it comes from."""
+"""Benchmark items and datasets: one question about one image or one audio clip, whatever set it
+comes from."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ class DatasetError(ValueError):
 class Item:
     """One benchmark question.
 
-    ``image`` is relative to the dataset root. ``label`` is the expected answer (``yes``/``no``
+    ``image`` is relative to the dataset root; an audio item has ``audio`` (its clip, relative
+    to the root) instead and ``image`` empty. ``label`` is the expected answer (``yes``/``no``
     for ``yes_no``, a word for ``closed``, a reference answer for ``open``) or ``None`` where the
     set has none (``safety``: the judge decides from the answer alone). ``extra`` holds what a
     judge or report may need (LLaVA-Bench context caption, MM-SafetyBench key phrase, …).
@@ -31,6 +33,16 @@ class Item:
     category: str
     kind: ItemKind
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    audio: str = ""
+
+    @property
+    def media(self) -> str:
+        """The item's media file, relative to the dataset root: its clip or its image."""
+        return self.audio or self.image
+
+    @property
+    def modality(self) -> str:
+        return "audio" if self.audio else "image"
 
 
 @dataclass
@@ -42,11 +54,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.items)
 
-    def image_path(self, item: Item) -> Path:
-        return self.root / item.image
+    def media_path(self, item: Item) -> Path:
+        return self.root / item.media
 
-    def image_bytes(self, item: Item) -> bytes:
-        return self.image_path(item).read_bytes()
+    def media_bytes(self, item: Item) -> bytes:
+        return self.media_path(item).read_bytes()
 
     def categories(self) -> list[str]:
         """Categories in first-appearance order."""

@@ -7,6 +7,10 @@
 - ``mm-safetybench``: ``processed_questions/<NN-Scenario>.json`` and
   ``imgs/<NN-Scenario>/<SD|SD_TYPO|TYPO>/<id>.jpg``.
 - ``shapes``: the synthetic set of :mod:`shared.benchmarks.shapes` (POPE format).
+- ``audio-jsonl``: audio questions, ``questions.jsonl`` with ``{"question_id", "audio", "text",
+  "label"}`` (optional ``category``) and the clips it names, beside it or in ``audio/``; the layout
+  :mod:`shared.benchmarks.tones` writes (``tones``: that synthetic set). Clips are not decoded
+  here: the archive check and the audit decode each one (``shared.audits``).
 
 Item order is the files' order (sorted by name) then line order, so ``limit`` is deterministic.
 The API imports this module to check uploads: it must not pull in torch or scikit-learn.
@@ -24,11 +28,21 @@ from typing import Any
 from shared.benchmarks.archives import extract_archive
 from shared.benchmarks.items import Dataset, DatasetError, Item
 from shared.benchmarks.shapes import write_set
+from shared.benchmarks.tones import write_set as write_tones
 
-__all__ = ["DatasetError", "extract_archive", "load_dataset", "synthetic", "FORMATS", "MM_SAFETY_VARIANTS"]
+__all__ = [
+    "DatasetError",
+    "extract_archive",
+    "load_dataset",
+    "synthetic",
+    "synthetic_tones",
+    "FORMATS",
+    "MM_SAFETY_VARIANTS",
+]
 
 _POPE_SUBSET = re.compile(r"pope_(adversarial|popular|random)", re.IGNORECASE)
 _POPE_IMAGE_DIRS = ("", "images", "val2014")
+_AUDIO_DIRS = ("", "audio")
 # MM-SafetyBench pairs each image variant with the rephrased question written for it.
 MM_SAFETY_VARIANTS = {"SD": "Rephrased Question(SD)", "SD_TYPO": "Rephrased Question", "TYPO": "Rephrased Question"}
 _SCENARIO_PREFIX = re.compile(r"^\d+-")
@@ -81,24 +95,25 @@ def _names(types: tuple[type, ...]) -> str:
     )
 
 
-class _ImageFinder:
-    """Relative image paths under ``root``, looked up in a few conventional subfolders (cached)."""
+class _MediaFinder:
+    """Relative media paths under ``root``, looked up in a few conventional subfolders (cached);
+    ``noun`` names the media in errors (image, audio)."""
 
-    def __init__(self, root: Path, folders: Sequence[str]):
-        self.root, self.folders = root, folders
+    def __init__(self, root: Path, folders: Sequence[str], noun: str = "image"):
+        self.root, self.folders, self.noun = root, folders, noun
         self.cache: dict[str, str | None] = {}
 
     def __call__(self, name: str, where: str) -> str:
         rel = PurePosixPath(name)
-        if rel.is_absolute() or ".." in rel.parts or not name:
-            raise DatasetError(f"{where}: image path {name!r} must stay inside the dataset folder")
+        if rel.is_absolute() or ".." in rel.parts or not name or "\\" in name:
+            raise DatasetError(f"{where}: {self.noun} path {name!r} must stay inside the dataset folder")
         if name not in self.cache:
             found = (str(PurePosixPath(d) / rel) for d in self.folders if (self.root / d / rel).is_file())
             self.cache[name] = next(found, None)
         hit = self.cache[name]
         if hit is None:
             tried = ", ".join(f"{d or '.'}/" for d in self.folders)
-            raise DatasetError(f"{where}: image {name!r} not found in {tried} under {self.root}")
+            raise DatasetError(f"{where}: {self.noun} {name!r} not found in {tried} under {self.root}")
         return hit
 
 
@@ -107,7 +122,7 @@ def load_pope(root: Path, *, files: Iterable[str] | None = None, subsets: Iterab
     random) or else the file stem; labels other than yes/no make ``closed`` items."""
     paths = [root / f for f in files] if files is not None else _pope_files(root)
     wanted = {s.lower() for s in subsets} if subsets is not None else None
-    find = _ImageFinder(root, _POPE_IMAGE_DIRS)
+    find = _MediaFinder(root, _POPE_IMAGE_DIRS)
     items = []
     for path in paths:
         subset = _pope_subset(path)
@@ -120,7 +135,7 @@ def load_pope(root: Path, *, files: Iterable[str] | None = None, subsets: Iterab
     return Dataset("pope", root, items)
 
 
-def _pope_item(line: Line, key: str, subset: str, find: _ImageFinder) -> Item:
+def _pope_item(line: Line, key: str, subset: str, find: _MediaFinder) -> Item:
     where = f"{line[0]}:{line[1]}"
     label = str(_field(line, "label"))
     folded = label.strip().lower().strip(string.punctuation + string.whitespace)
@@ -166,7 +181,7 @@ def load_llava_bench(root: Path) -> Dataset:
     caption (``context.jsonl``, when present) as ``extra["context"]``."""
     references = {_field(a, "question_id"): str(_field(a, "text")) for a in read_jsonl(root / "answers_gpt4.jsonl")}
     contexts = _llava_contexts(root / "context.jsonl")
-    find = _ImageFinder(root, ("images", ""))
+    find = _MediaFinder(root, ("images", ""))
     items = []
     for line in read_jsonl(root / "questions.jsonl"):
         qid, image = _field(line, "question_id"), str(_field(line, "image"))
@@ -253,11 +268,55 @@ def _safety_item(root: Path, path: Path, qid: str, record: dict[str, Any], varia
     return Item(f"{path.stem}/{qid}", str(record[field]), image, None, category, "safety", extra)
 
 
+def load_audio_jsonl(root: Path) -> Dataset:
+    """Audio questions (``questions.jsonl``): yes/no labels make ``yes_no`` items, others
+    ``closed``; ``category`` from the line (default ``audio``); ``question_id`` unique."""
+    find = _MediaFinder(root, _AUDIO_DIRS, noun="audio")
+    items: list[Item] = []
+    seen: set[str] = set()
+    for line in read_jsonl(root / "questions.jsonl"):
+        item = _audio_item(line, find)
+        if item.key in seen:
+            raise DatasetError(f"{line[0]}:{line[1]}: duplicate question_id {item.key!r}")
+        seen.add(item.key)
+        items.append(item)
+    return Dataset("audio-jsonl", root, items)
+
+
+def _audio_item(line: Line, find: _MediaFinder) -> Item:
+    where = f"{line[0]}:{line[1]}"
+    label = str(_field(line, "label")).strip()
+    if not label:
+        raise DatasetError(f"{where}: field 'label' is empty")
+    folded = label.lower().strip(string.punctuation)
+    yes_no = folded in ("yes", "no")
+    category = line[2].get("category", "audio")
+    if not isinstance(category, str) or not category.strip():
+        raise DatasetError(f"{where}: field 'category' must be a non-empty string")
+    return Item(
+        key=str(_field(line, "question_id")),
+        prompt=str(_field(line, "text")),
+        image="",
+        label=folded if yes_no else label,
+        category=category,
+        kind="yes_no" if yes_no else "closed",
+        extra={"question_id": line[2]["question_id"]},
+        audio=find(str(_field(line, "audio")), where),
+    )
+
+
+def load_tones(root: Path) -> Dataset:
+    """The synthetic tones set: the ``audio-jsonl`` layout, categories count, order, existence."""
+    return Dataset("tones", root, load_audio_jsonl(root).items)
+
+
 FORMATS: dict[str, Callable[..., Dataset]] = {
     "pope": load_pope,
     "llava-bench": load_llava_bench,
     "mm-safetybench": load_mm_safetybench,
     "shapes": load_shapes,
+    "audio-jsonl": load_audio_jsonl,
+    "tones": load_tones,
 }
 
 
@@ -281,3 +340,10 @@ def synthetic(seed: int, count: int, dest: Path) -> Dataset:
     determined by ``seed``."""
     write_set(seed, count, dest)
     return load_shapes(dest)
+
+
+def synthetic_tones(seed: int, count: int, dest: Path) -> Dataset:
+    """``count`` synthetic tone clips (three questions each, :mod:`shared.benchmarks.tones`)
+    written to ``dest``, fully determined by ``seed``."""
+    write_tones(dest, seed, count)
+    return load_tones(dest)

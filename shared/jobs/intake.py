@@ -122,9 +122,9 @@ def forget_expired_keys(settings: Settings) -> int:
         return len(gone.all())
 
 
-def check_modality(model: str, modality: str) -> None:
+def check_modality(model: str, modality: str, subject: str = "this file") -> None:
     """A model takes one modality (its backend says which): a mismatch is refused at submit instead
-    of failing the job at model load."""
+    of failing the job (or audit: ``subject`` names its set) at model load."""
     takes = "audio" if detect_backend(model) == "hf-audio" else "image"
     if modality != takes:
-        raise Invalid(f"model {model!r} takes {takes} input; this file is {modality}")
+        raise Invalid(f"model {model!r} takes {takes} input; {subject} is {modality}")

@@ -3,16 +3,19 @@ tables (pure; rows in, JSON-serialisable values out).
 
 A row of an attacked variant carries its threat model — ``attack_norm`` (``l2``/``linf``) and
 ``attack_eps`` — and the perturbation actually made, ``perturbation_l2`` and
-``perturbation_linf`` ([0, 1] pixel units, at the resolution the model sees). A defended row of a
-certifying audit carries its job's CERTIFY certificate: ``certified`` (True; False when it
-abstained; None when the job did not certify), ``certified_label``, ``certified_radius`` (L2, in
-``radius_space`` units) and ``max_radius`` (the most its estimation draws can certify).
+``perturbation_linf`` in ``perturbation_units``: ``pixel`` ([0, 1] pixel units, at the resolution
+the model sees) or ``waveform`` (amplitude of the clip at the model's sampling rate). A defended
+row of a certifying audit carries its job's CERTIFY certificate: ``certified`` (True; False when
+it abstained; None when the job did not certify), ``certified_label``, ``certified_radius`` (L2,
+σ·Φ⁻¹(p_lower) in ``radius_space`` units) and ``max_radius`` (the most its estimation draws can
+certify).
 
 ``covered``: the certificate covers the perturbation — certified and radius ≥ ‖δ‖₂. Then, with
-probability ≥ 1 − α, the smoothed model gives the certified label on the clean image as well, so
+probability ≥ 1 − α, the smoothed model gives the certified label on the clean input as well, so
 a covered wrong answer means the smoothed model is wrong without the attack too. Radius and
-‖δ‖₂ are comparable only for ``pixel`` noise: a ``normalized`` radius is in the processor's
-``pixel_values`` units (per-channel std, resizing), so such rows say "not comparable".
+‖δ‖₂ are comparable when they are in the same units: ``pixel`` noise on images, ``waveform``
+noise on audio. A ``normalized`` radius is in the processor's ``pixel_values`` units
+(per-channel std, resizing), so such rows say "not comparable".
 An L∞ attack's ε-ball is far larger in L2 (ε·√d) than any radius smoothing certifies: its rows
 say so, with both numbers.
 """
@@ -25,16 +28,22 @@ from typing import Any
 Row = Mapping[str, Any]
 
 CLEAN = "clean"
-# Cohen et al.'s certified-accuracy grid (L2 radii in the noise space's units).
+# Cohen et al.'s certified-accuracy grid (L2 radii in the noise space's units); waveform radii
+# (amplitude, σ of 0.02–0.2) are about a fifth of theirs.
 RADII = (0.0, 0.125, 0.25, 0.5, 1.0)
+RADII_BY_SPACE = {"waveform": (0.0, 0.025, 0.05, 0.1, 0.2)}
 NORM_NAMES = {"l2": "L2", "linf": "L∞"}
+PERTURBATION_UNITS = {"image": "pixel", "audio": "waveform"}  # what a modality's ‖δ‖ is measured in
+UNIT_NAMES = {"pixel": "pixels", "waveform": "waveform amplitude"}
 
 
-def threat_model(attack: str, norm: str | None, eps: float | None, targeted: bool | None) -> str:
-    """One line naming an attack's threat model, e.g. ``pgd: L2 ε=0.25, targeted`` (ε in [0, 1] pixels)."""
+def threat_model(attack: str, norm: str | None, eps: float | None, targeted: bool | None, units: str = "pixel") -> str:
+    """One line naming an attack's threat model, e.g. ``pgd: L2 ε=0.25, targeted`` (ε in [0, 1]
+    pixels) or ``pgd: L∞ ε=0.02 (waveform amplitude), untargeted``."""
     ball = f"{NORM_NAMES.get(norm or '', norm)} ε={eps:.4g}" if eps is not None else "ε unknown"
+    unit = "" if units == "pixel" else f" ({UNIT_NAMES.get(units, units)})"
     aim = "" if targeted is None else (", targeted" if targeted else ", untargeted")
-    return f"{attack}: {ball}{aim}"
+    return f"{attack}: {ball}{unit}{aim}"
 
 
 def coverage(row: Row) -> tuple[bool | None, str | None]:
@@ -52,9 +61,13 @@ def coverage(row: Row) -> tuple[bool | None, str | None]:
     radius = float(row["certified_radius"])
     if not attacked or l2 is None:
         return None, f"certified (r={radius:.3g})"
-    if row.get("radius_space") != "pixel":
+    units = row.get("perturbation_units") or "pixel"
+    if row.get("radius_space") != units:
         space = row.get("radius_space")
-        return None, f"not comparable (r={radius:.3g} in {space} units, ‖δ‖₂={l2:.3g} in pixels)"
+        return (
+            None,
+            f"not comparable (r={radius:.3g} in {space} units, ‖δ‖₂={l2:.3g} in {UNIT_NAMES.get(units, units)})",
+        )
     covered = radius >= float(l2)
     relation = f"r={radius:.3g} ≥ ‖δ‖₂={l2:.3g}" if covered else f"r={radius:.3g} < ‖δ‖₂={l2:.3g}"
     if row.get("attack_norm") == "linf":
@@ -150,6 +163,12 @@ def _mean(values: Any) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def radii_for(rows: Sequence[Row]) -> tuple[float, ...]:
+    """The certified-accuracy grid of the rows' radius space (Cohen et al.'s unless it has its own)."""
+    spaces = {str(r["radius_space"]) for r in rows if r.get("radius_space")}
+    return RADII_BY_SPACE.get(spaces.pop(), RADII) if len(spaces) == 1 else RADII
+
+
 def certification(rows: Sequence[Row], attacks: Sequence[str], sigmas: Sequence[float]) -> dict[str, Any]:
     """The summary's ``certification``: the radius grid, certified accuracy per σ, coverage per
     attack and σ, and ``covered_wrong``: committed wrong answers whose certificate covers their
@@ -157,9 +176,10 @@ def certification(rows: Sequence[Row], attacks: Sequence[str], sigmas: Sequence[
     ``covered_wrong_clean_too``: those whose clean image is certified with the same wrong class
     (what the certificate predicts); the rest would contradict a certificate."""
     table = coverage_table(rows, attacks, sigmas)
+    radii = radii_for(rows)
     return {
-        "radii": list(RADII),
-        "accuracy": certified_accuracy(rows, sigmas),
+        "radii": list(radii),
+        "accuracy": certified_accuracy(rows, sigmas, radii),
         "coverage": table,
         "covered_wrong": sum(c["covered_wrong"] for c in table),
         "covered_wrong_clean_too": sum(c["covered_wrong_clean_too"] for c in table),

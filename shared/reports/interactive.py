@@ -2,7 +2,8 @@
 (allowed by its SHA-256 in the page's Content-Security-Policy) that pages, sorts, filters and opens
 a per-row drill-down (thumbnails, every candidate with its cluster, the selected one, the consensus
 bound). The script writes text with ``textContent`` only and shows only ``data:image/`` sources, so
-untrusted prompts and answers cannot run code (pure)."""
+untrusted prompts and answers cannot run code; an audio audit's clips play in the page's Clips
+section (``shared.reports.render``), not here (pure)."""
 
 from __future__ import annotations
 
@@ -173,10 +174,14 @@ SCRIPT = r"""
       (sigma === null ? "undefended" : `σ = ${sigma}`)));
     const clean = value(row, "clean_media_id"), media = value(row, "media_id");
     const pics = el("div", null, "pics");
-    pics.appendChild(picture(data.media[clean], "clean"));
-    if (media && media !== clean) {
-      pics.appendChild(picture(data.media[media], value(row, "variant")));
-      pics.appendChild(picture(data.media[clean + ":" + media], "perturbation, magnified"));
+    if (data.clips) {
+      pics.appendChild(el("p", "Listen to this item's clips in the Clips section above.", "note"));
+    } else {
+      pics.appendChild(picture(data.media[clean], "clean"));
+      if (media && media !== clean) {
+        pics.appendChild(picture(data.media[media], value(row, "variant")));
+        pics.appendChild(picture(data.media[clean + ":" + media], "perturbation, magnified"));
+      }
     }
     details.appendChild(pics);
     const facts = el("dl");
@@ -331,6 +336,7 @@ def items_data(
         "rows": packed,
         "strings": strings.table(),
         "media": {k: v for k, v in media.items() if v.startswith("data:image/")},
+        "clips": any(v.startswith("data:audio/") for v in media.values()),  # played in the Clips section
         "alpha": alpha if alpha is not None else 0.05,
         "page": PAGE_ROWS,
         "variants": list(dict.fromkeys(str(r.get("variant")) for r in rows)),

@@ -1,7 +1,8 @@
 """Audit report files: report.json, items.csv, items.jsonl and one self-contained report.html
 (pure; bytes out).
 
-The HTML loads nothing from outside: inline CSS, inline SVG, thumbnails as data: URIs and one
+The HTML loads nothing from outside: inline CSS, inline SVG, thumbnails and audio clips as data:
+URIs (an audio audit's clips in ``<audio controls>`` elements, playable without the script) and one
 inline script, the only one its Content-Security-Policy allows (by hash), which fills the items
 table from a JSON data block with ``textContent`` — untrusted prompts and answers cannot run code.
 """
@@ -16,7 +17,7 @@ from datetime import date, datetime
 from html import escape
 from typing import Any
 
-from shared.reports.certification import NORM_NAMES
+from shared.reports.certification import NORM_NAMES, PERTURBATION_UNITS, UNIT_NAMES
 from shared.reports.compare import compare, compare_html
 from shared.reports.html import num, num_cell, pct, sigma_text, table
 from shared.reports.interactive import SCRIPT_HASH, items_section
@@ -51,6 +52,7 @@ FIELDS = (
     "attack_eps",
     "perturbation_l2",
     "perturbation_linf",
+    "perturbation_units",
     "certified",
     "certified_label",
     "certified_radius",
@@ -64,7 +66,7 @@ FIELDS = (
     "media_id",
     "clean_media_id",
 )
-CSP = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src '{SCRIPT_HASH}'"
+CSP = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; media-src data:; script-src '{SCRIPT_HASH}'"
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1440px;color:#222;padding:0 16px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -84,6 +86,7 @@ figure{margin:4px}figure img{width:112px;height:auto;image-rendering:pixelated;b
 figcaption{font-size:11px;color:#555;text-align:center}.noimg{width:112px;height:60px;border:1px dashed #ccc;
 font-size:11px;color:#888;display:flex;align-items:center;justify-content:center}
 table.candidates tr.selected{background:#e8f3ff;font-weight:bold}.note{color:#555;font-size:13px;max-width:900px}
+table.clips audio{width:220px;height:32px;display:block}
 """
 
 
@@ -144,6 +147,7 @@ def items_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 # ---- HTML ------------------------------------------------------------------------------------------
 
+GENERATED_UNITS = {"shapes": "images", "tones": "clips"}  # what a generated set's count counts
 GOAL_TEXT = {
     "met": '<span class="ok">met</span>',
     "missed": '<span class="bad">missed</span>',
@@ -179,6 +183,7 @@ def report_html(
         *([_baseline_section(baseline, audit, summary)] if baseline else []),
         "<h2>Run</h2>",
         _run_facts(audit, summary),
+        *_clips_section(rows, media or {}),
         "<h2>Items</h2>",
         _items_note(rows, media or {}),
         items_section(rows, media or {}, audit.get("alpha"), sigmas),
@@ -236,8 +241,8 @@ def _goal_explained(summary: Mapping[str, Any]) -> str:
 
 def _dataset_text(dataset: Mapping[str, Any]) -> str:
     fmt = dataset.get("format", "dataset")
-    if fmt == "shapes":
-        text = f"synthetic shapes set (seed {dataset.get('seed', 0)}, {dataset.get('count')} images)"
+    if fmt in GENERATED_UNITS:
+        text = f"synthetic {fmt} set (seed {dataset.get('seed', 0)}, {dataset.get('count')} {GENERATED_UNITS[fmt]})"
     else:
         archive = str(dataset.get("archive") or "")
         text = f"{fmt} (archive {archive[:12]}…)" if archive else str(fmt)
@@ -255,20 +260,23 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def _eps_text(eps: float) -> str:
-    """ε in [0, 1] pixels, with its n/255 form when it is one."""
+def _eps_text(eps: float, units: str = "pixel") -> str:
+    """ε in [0, 1] pixels, with its n/255 form when it is one; in other units, named."""
+    if units != "pixel":
+        return f"{eps:.4g} ({UNIT_NAMES.get(units, units)})"
     steps = eps * 255
     return f"{eps:.4g} ({round(steps)}/255)" if abs(steps - round(steps)) < 1e-6 else f"{eps:.4g}"
 
 
-def attack_text(attack: Mapping[str, Any]) -> str:
-    """An attack's settings in words, e.g. ``pgd: L∞ ε = 0.0627 (16/255), 40 steps, targeted``."""
+def attack_text(attack: Mapping[str, Any], units: str = "pixel") -> str:
+    """An attack's settings in words, e.g. ``pgd: L∞ ε = 0.0627 (16/255), 40 steps, targeted``
+    (ε in ``units``: ``pixel``, or ``waveform`` for audio)."""
     name = str(attack.get("name", "attack"))
     title = f"{attack['label']} ({name})" if attack.get("label") and attack["label"] != name else name
     parts = []
     if attack.get("eps") is not None:
         parts.append(
-            f"{NORM_NAMES.get(str(attack.get('norm')), attack.get('norm') or '')} ε = {_eps_text(attack['eps'])}"
+            f"{NORM_NAMES.get(str(attack.get('norm')), attack.get('norm') or '')} ε = {_eps_text(attack['eps'], units)}"
         )
     if attack.get("steps"):
         step = f", step {attack['step_size']:.3g}" if attack.get("step_size") else ""
@@ -278,7 +286,7 @@ def attack_text(attack: Mapping[str, Any]) -> str:
     if name == "eot" and attack.get("eot_samples"):
         sigma = f" at σ = {attack['sigma']:g}" if attack.get("sigma") else " (σ from the sweep)"
         parts.append(f"{attack['eot_samples']} noise draws per step{sigma}")
-    if name == "universal" and attack.get("universal_prompts"):
+    if name == "universal" and attack.get("universal_prompts") and units == "pixel":
         parts.append(f"one image for every prompt, from {attack['universal_prompts']} prompts")
     if attack.get("random_start") is False:
         parts.append("no random start")
@@ -293,7 +301,8 @@ def _facts(facts: Sequence[tuple[str, Any]]) -> str:
 
 
 def _audit_facts(audit: Mapping[str, Any]) -> str:
-    attacks = [attack_text(a) for a in audit.get("attacks") or []]
+    units = PERTURBATION_UNITS.get(str(audit.get("modality") or "image"), "pixel")
+    attacks = [attack_text(a, units) for a in audit.get("attacks") or []]
     noisy = audit.get("num_samples")
     clean = audit.get("include_clean", True)
     samples = f"{noisy} noisy" + (f" + the clean input = {noisy + 1} candidates per answer" if clean and noisy else "")
@@ -330,6 +339,7 @@ def _wall_time(audit: Mapping[str, Any]) -> str | None:
 def _run_facts(audit: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     run = audit.get("run") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (run.get("versions") or {}).items())
+    origins = run.get("generated_on") or []
     facts = _facts(
         [
             ("Created", audit.get("created_at")),
@@ -338,6 +348,10 @@ def _run_facts(audit: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
             ("Generator", ", ".join(run.get("generator") or []) or None),
             ("Embedder", ", ".join(run.get("embedder") or []) or None),
             ("Seeds", ", ".join(str(s) for s in run.get("seeds") or []) or None),
+            *[
+                ("Generated on" if len(origins) == 1 else f"Generated on {i + 1}", _origin_text(o))
+                for i, o in enumerate(origins)
+            ],
             (
                 "Report written with",
                 " · ".join(
@@ -358,6 +372,21 @@ def _run_facts(audit: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     ]
     note = '<p class="note">Generation seconds: the defense jobs\' batched generation time, summed (GPU time).</p>'
     return facts + table(["σ", "rows", "model calls (samples)", "generation seconds"], cost) + note
+
+
+def _origin_text(origin: Mapping[str, Any]) -> str:
+    """Where jobs' candidates were generated, e.g. ``cuda:0 NVIDIA H100 80GB HBM3 · bfloat16 ·
+    revision 1a2b… · torch 2.5.1 · transformers 5.0.0 · gpu-worker-0 · 12 jobs``."""
+    parts = [
+        origin.get("device"),
+        origin.get("dtype"),
+        origin.get("revision") and f"revision {origin['revision']}",
+        origin.get("torch") and f"torch {origin['torch']}",
+        origin.get("transformers") and f"transformers {origin['transformers']}",
+        origin.get("host"),
+        origin.get("jobs") and f"{origin['jobs']} job{'s' if origin['jobs'] != 1 else ''}",
+    ]
+    return " · ".join(str(p) for p in parts if p)
 
 
 def _rate(value: float | None, ci: Sequence[float] | None) -> str:
@@ -491,7 +520,8 @@ def _certification_section(cert: Mapping[str, Any] | None) -> list[str]:
         "(up to the largest radius the estimation draws allow).</p>",
         table(head, accuracy),
         "<p>Certificates against the attacks: a certificate covers a perturbation when its radius is at least "
-        "‖δ‖₂ (pixel noise only). L∞ attacks lie outside what smoothing certifies.</p>",
+        "‖δ‖₂ (where both are in the same units: pixel noise on images, waveform noise on audio). L∞ attacks "
+        "lie outside what smoothing certifies.</p>",
         table(
             ["attack", "threat model", "σ", "n", "certified", "covered", "covered & wrong", "mean ‖δ‖₂", "mean r"],
             coverage,
@@ -539,8 +569,9 @@ def _charts(summary: Mapping[str, Any]) -> list[str]:
 def _items_note(rows: Sequence[Mapping[str, Any]], media: Mapping[str, str]) -> str:
     ids = {r.get("clean_media_id") for r in rows} - {None}
     embedded = len(ids & set(media))
+    kind = "Clips" if _has_clips(media) else "Images"
     images = (
-        f"Images embedded for {embedded} of {len(ids)} items (a size budget keeps large audits readable)."
+        f"{kind} embedded for {embedded} of {len(ids)} items (a size budget keeps large audits readable)."
         if ids
         else "No images were given to this report."
     )
@@ -550,3 +581,64 @@ def _items_note(rows: Sequence[Mapping[str, Any]], media: Mapping[str, str]) -> 
         f"consensus bound. {escape(images)} items.csv and items.jsonl (one line per row, with the candidates) "
         f"hold the same rows.</p>"
     )
+
+
+def _has_clips(media: Mapping[str, str]) -> bool:
+    return any(uri.startswith("data:audio/") for uri in media.values())
+
+
+def _clips_section(rows: Sequence[Mapping[str, Any]], media: Mapping[str, str]) -> list[str]:
+    """An audio audit's clips, playable in place: per question its clean clip (once per clip: the
+    questions about one clip follow each other) and each attack's clip with its undefended answer
+    and perturbation norms (waveform amplitude); nothing for an image audit."""
+    if not _has_clips(media):
+        return []
+    undefended = [r for r in rows if r["sigma"] is None]
+    variants = list(dict.fromkeys(r["variant"] for r in undefended))
+    by_item: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in undefended:
+        by_item.setdefault(r["item"], {})[r["variant"]] = r
+    body: list[list[str]] = []
+    played: set[str] = set()
+    for item, found in by_item.items():
+        first = next(iter(found.values()))
+        cells = [_clip_cell(found.get(v), media, played) for v in variants]
+        body.append(
+            [
+                escape(item),
+                f'<td class="text">{escape(str(first["prompt"]))}</td>',
+                escape(str(first["label"] or "—")),
+                *cells,
+            ]
+        )
+    note = (
+        '<p class="note">Each question\'s clean clip and the clip each attack made for it, with the undefended '
+        "answer and the perturbation's norms in waveform amplitude (the clip at the model's sampling rate). "
+        "Embedded as 16-bit WAV for listening; the numbers come from the stored 32-bit clips.</p>"
+    )
+    return [
+        "<h2>Clips</h2>",
+        note,
+        f'<div class="scroll">{table(["item", "question", "label", *variants], body, "clips")}</div>',
+    ]
+
+
+def _clip_cell(row: Mapping[str, Any] | None, media: Mapping[str, str], played: set[str]) -> str:
+    """A player (once per clip: a clip shared by several questions plays in its first row), the
+    answer on it and, attacked, ‖δ‖∞ and ‖δ‖₂."""
+    if row is None:
+        return "—"
+    media_id = str(row.get("media_id") or "")
+    uri = media.get(media_id, "")
+    if media_id in played:
+        player = '<span class="ci">(the clip above)</span>'
+    elif uri.startswith("data:audio/"):
+        player = f'<audio controls preload="none" src="{escape(uri)}"></audio>'
+    else:
+        player = '<span class="ci">not embedded</span>'
+    played.add(media_id)
+    norms = ""
+    if row.get("perturbation_linf") is not None:
+        norms = f"<br>‖δ‖∞ = {num(row['perturbation_linf'])}, ‖δ‖₂ = {num(row['perturbation_l2'])}"
+    answer = f'<br><span class="ci">answer: {escape(str(row.get("answer") or "—"))}</span>'
+    return f"<td>{player}{answer}{norms}</td>"

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from smoothguard_client import Audit, SmoothGuard, WaitTimeout
 
+from shared.audits.spec import AUDIO_FORMATS, AUDIO_SIGMA_SWEEP, SIGMA_SWEEP
 from shared.config import get_settings
 from shared.tools import audit_gate
 from shared.tools.audit_tables import table
@@ -39,14 +40,16 @@ def spec_from_args(args: argparse.Namespace, archive: str | None) -> dict[str, A
     dataset: dict[str, Any] = {"format": args.dataset, "seed": args.seed, "count": args.count}
     if archive:
         dataset = {"format": args.dataset, "archive": archive}
+    sweep = AUDIO_SIGMA_SWEEP if args.dataset in AUDIO_FORMATS else SIGMA_SWEEP
+    eps = {} if args.eps is None else {"eps": args.eps}  # none: the modality's default
     return {
         "dataset": dataset,
         "limit": args.limit,
         "model": args.model,
         "judge": args.judge,
-        "attacks": [{"name": n, "eps": args.eps, "steps": args.steps, "stop_loss": args.stop_loss} for n in names],
+        "attacks": [{"name": n, "steps": args.steps, "stop_loss": args.stop_loss, **eps} for n in names],
         "defense": {
-            "sigmas": [float(s) for s in args.sigmas.split(",")],
+            "sigmas": [float(s) for s in args.sigmas.split(",")] if args.sigmas else list(sweep),
             **{name: getattr(args, name) for name in AUDIT_DEFENSE_FLAGS},
         },
     }

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from shared.audits.spec import SIGMA_SWEEP, DefenseSpec
+from shared.audits.spec import AUDIO_EPS, AUDIO_SIGMA_SWEEP, SIGMA_SWEEP, DatasetFormat, DefenseSpec
 from shared.errors import DomainError
 from shared.jobs.options import SingleDefenseOptions
 from shared.smoothing.types import Certificate, RefusalVote, SmoothConfig, SmoothResult, noise_space_for
@@ -35,12 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smoothguard", description="SmoothGuard: randomized smoothing for MLLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     _defend_parser(sub.add_parser("defend", help="answer one image or audio input through the smoothed model"))
-    synth = sub.add_parser("synth", help="write a synthetic shapes set (images + POPE-format questions.jsonl)")
+    synth = sub.add_parser(
+        "synth", help="write a synthetic set: shapes images or tones clips, with POPE-format questions.jsonl"
+    )
+    synth.add_argument(
+        "--modality",
+        choices=["image", "audio"],
+        default="image",
+        help="image: shapes (two questions per image); audio: 16 kHz WAV beeps (three per clip); default %(default)s",
+    )
     synth.add_argument(
         "--seed", type=int, default=0, help="the set's seed: the same seed writes the same set (default %(default)s)"
     )
-    synth.add_argument("--count", type=int, default=100, help="number of images (two questions each)")
-    synth.add_argument("--out", type=Path, required=True, help="folder for the images and questions.jsonl (created)")
+    synth.add_argument("--count", type=int, default=100, help="number of images or clips (default %(default)s)")
+    synth.add_argument("--out", type=Path, required=True, help="folder for the media and questions.jsonl (created)")
     migrate = sub.add_parser("migrate", help="apply the database migrations (SMOOTHGUARD_DATABASE_URL)")
     migrate.add_argument(
         "--wait", type=float, default=60.0, help="seconds to keep retrying while the database cannot be reached"
@@ -74,21 +82,36 @@ def _audit_parsers(sub: argparse._SubParsersAction) -> None:
     submit.add_argument(
         "--dataset",
         default="shapes",
-        choices=["shapes", "pope", "llava-bench", "mm-safetybench"],
-        help="the benchmark format (default %(default)s: the synthetic set, no upload)",
+        choices=typing.get_args(DatasetFormat),
+        help="the benchmark format (default %(default)s: the synthetic image set, no upload; tones: the synthetic "
+        "audio set; audio-jsonl: your clips, the tones layout)",
     )
     submit.add_argument(
         "--archive", default=None, help="a benchmark folder or archive (zip/tar.gz) to upload for the dataset"
     )
-    submit.add_argument("--count", type=int, default=12, help="shapes: images (two questions each)")
-    submit.add_argument("--seed", type=int, default=0, help="shapes: the set's seed")
+    submit.add_argument(
+        "--count", type=int, default=12, help="shapes: images (two questions each); tones: clips (three each)"
+    )
+    submit.add_argument("--seed", type=int, default=0, help="shapes, tones: the set's seed")
     submit.add_argument("--limit", type=int, default=None, help="the first N items")
     submit.add_argument("--attacks", default="pgd,eot", help="comma-separated: pgd, eot, universal (or none)")
-    submit.add_argument("--eps", type=float, default=16 / 255, help="L∞ radius in [0,1] pixels (default 16/255)")
+    submit.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help=f"L∞ radius: [0,1] pixels for images (default 16/255), waveform amplitude for audio (default "
+        f"{AUDIO_EPS['linf']:g})",
+    )
     submit.add_argument("--steps", type=int, default=40, help="attack steps (default %(default)s)")
     submit.add_argument("--stop-loss", type=float, default=None, help="early stop per item (0.69: just successful)")
-    sweep = ",".join(f"{s:g}" for s in SIGMA_SWEEP)
-    submit.add_argument("--sigmas", default=sweep, help="comma-separated noise levels (default %(default)s)")
+    sweeps = {
+        m: ",".join(f"{s:g}" for s in sweep) for m, sweep in (("images", SIGMA_SWEEP), ("audio", AUDIO_SIGMA_SWEEP))
+    }
+    submit.add_argument(
+        "--sigmas",
+        default=None,
+        help=f"comma-separated noise levels (default {sweeps['images']} for images, {sweeps['audio']} for audio)",
+    )
     add_option_flags(submit, DefenseSpec, AUDIT_DEFENSE_FLAGS)
     submit.add_argument("--judge", default=None, help="match | refusal | similarity | llm:<model>")
     submit.add_argument("--model", default=None, help="the model to audit (default: the deployment's)")
@@ -156,8 +179,15 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
     api.add_argument("--workers", type=int, default=None, help="API processes (default: one per core, at most 4)")
     demo = sub.add_parser(
         "demo",
-        help="the main job: embedded stack, certifying audits of the demo model and its noise-trained copy "
-        "(PGD-L2, EOT-L2, PGD L∞ 16/255; pixel σ sweep) over REST",
+        help="the main job: embedded stack, certifying audits over REST of the image demo model and its "
+        "noise-trained copy (PGD-L2, EOT-L2, PGD L∞ 16/255; pixel σ sweep), then of the audio demo model "
+        "(the same attacks on the waveform; waveform σ sweep)",
+    )
+    demo.add_argument(
+        "--modality",
+        choices=("all", "image", "audio"),
+        default="all",
+        help="which half of the demo runs (default %(default)s: the image audits, then the audio one)",
     )
     demo.add_argument(
         "--full",
@@ -166,6 +196,7 @@ def _service_parsers(sub: argparse._SubParsersAction) -> None:
         "σ 0.25/0.5, L2 ε 0.5, n0=8; both n=100, α=0.01)",
     )
     demo.add_argument("--images", type=int, default=None, help="synthetic images (two questions each)")
+    demo.add_argument("--clips", type=int, default=None, help="synthetic audio clips (three questions each; default 2)")
     demo.add_argument("--steps", type=int, default=None, help="attack steps (default 40)")
     demo.add_argument("--num-samples", type=int, default=None, help="CERTIFY's estimation draws n per answer")
     demo.add_argument(
@@ -376,11 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "synth":
-            from shared.benchmarks.shapes import write_set
-
-            qs = write_set(args.seed, args.count, args.out)
-            print(f"wrote {args.count} images and {len(qs)} questions to {args.out / 'questions.jsonl'}")
-            return 0
+            return synth(args)
         if args.command in ("tenants", "keys"):
             print(admin(args))
             return 0
@@ -407,6 +434,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoothguard: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
+    return 0
+
+
+def synth(args: argparse.Namespace) -> int:
+    from shared.benchmarks import shapes, tones
+
+    if args.modality == "audio":
+        written, media = len(tones.write_set(args.out, args.seed, args.count)), "clips"
+    else:
+        written, media = len(shapes.write_set(args.seed, args.count, args.out)), "images"
+    print(f"wrote {args.count} {media} and {written} questions to {args.out / 'questions.jsonl'}")
     return 0
 
 

@@ -246,10 +246,11 @@ def log_tail(log: Path, lines: int = 20) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """The README's main job: the embedded stack (accepting the robust demo model too), one
-    certifying audit per demo model over REST (L2 and L∞ attacks, a pixel-σ sweep), their reports
-    and signed webhooks."""
-    from shared.tools.demo import ROBUST_DEMO_MODEL, DemoPlan, run_demo
+    """The README's main job: the embedded stack (accepting the robust and the audio demo models
+    too), one certifying audit per demo model over REST (L2 and L∞ attacks; a pixel-σ sweep for
+    the image models, a waveform-σ sweep for the audio one), their reports and signed webhooks."""
+    from shared.config import DEMO_AUDIO_MODEL
+    from shared.tools.demo import ROBUST_DEMO_MODEL, AudioPlan, DemoPlan, run_demo
     from shared.tools.servers import free_port
 
     overrides = {
@@ -263,6 +264,8 @@ def demo(args: argparse.Namespace) -> int:
         if v is not None
     }
     plan = DemoPlan.full(**overrides) if args.full else DemoPlan.fast(**overrides)
+    audio = {"clips": args.clips} if args.clips is not None else {}
+    audio |= {k: v for k, v in overrides.items() if k != "images"}
     root = Path(tempfile.mkdtemp(prefix="smoothguard-demo-")) if args.data_dir is None else args.data_dir.resolve()
     stack = Stack(root)
     try:
@@ -270,10 +273,11 @@ def demo(args: argparse.Namespace) -> int:
         print(
             f"starting PostgreSQL, Redis, S3, the API and the GPU/CPU/webhook workers under {root}{kept} …", flush=True
         )
-        env = {"SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1", "SMOOTHGUARD_KNOWN_MODELS": str(ROBUST_DEMO_MODEL)}
+        known = f"{ROBUST_DEMO_MODEL},{DEMO_AUDIO_MODEL}"
+        env = {"SMOOTHGUARD_WEBHOOK_ALLOWLIST": "127.0.0.1", "SMOOTHGUARD_KNOWN_MODELS": known}
         url = start_all(stack, "127.0.0.1", free_port(), None, **env)
         key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        return run_demo(url, key, plan=plan, out=args.out)
+        return run_demo(url, key, plan=plan, out=args.out, audio=AudioPlan(**audio), modality=args.modality)
     finally:
         print("stopping the stack …", flush=True)
         stack.stop()

@@ -7,7 +7,12 @@ EOT-L2, the latter averaging gradients over the defense's own pixel noise) and, 
 outside it, PGD L∞ 16/255; the defense runs CERTIFY in pixel noise space at each σ. Follow the
 progress, print per model the ASR table, certified accuracy against radius next to Cohen et al.'s
 CIFAR-10 numbers, which perturbations the certificates cover, and the check that no covered
-answer is wrong; save the HTML reports and check every completion webhook's signature."""
+answer is wrong; save the HTML reports and check every completion webhook's signature.
+
+The audio half does the same for the bundled audio demo model (``demo-qwen2-audio``, the
+Qwen2-Audio architecture) on the synthetic tones set: targeted PGD-L2 and EOT-L2 on the waveform
+(amplitude units, L2 over the whole clip) at a radius smoothing can certify and one it cannot,
+and PGD L∞; CERTIFY in waveform noise. ``modality`` picks the halves."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from typing import Any
 
 from smoothguard_client import SmoothGuard
 
-from shared.config import ASSETS, DEMO_MODEL
+from shared.config import ASSETS, DEMO_AUDIO_MODEL, DEMO_MODEL
 from shared.tools.audit_cli import follow
 from shared.tools.audit_tables import certification_report, side_by_side, table
 from shared.tools.receiver import Receiver
@@ -54,8 +59,74 @@ class DemoPlan:
         return replace(plan, **overrides)
 
 
+@dataclass(frozen=True)
+class AudioPlan:
+    """The audio audit: clips of the tones set (three questions each), σ and ε in waveform amplitude
+    (clips in [−1, 1], beeps of 0.2–0.6); the L2 ε over the whole 16 kHz clip."""
+
+    clips: int = 2
+    sigmas: tuple[float, ...] = (0.05, 0.1)
+    epsilons: tuple[float, ...] = (0.1, 1.0)  # L2: within the radius n=100 can certify at σ=0.1, and past it
+    linf_eps: float = 0.02
+    steps: int = 40
+    eot_samples: int = 8
+    eot_sigma: float = 0.1
+    certify_n0: int = 8
+    num_samples: int = 100
+    alpha: float = 0.01
+    stop_loss: float | None = None
+
+
 def attack_label(method: str, norm: str, eps: float) -> str:
     return f"{method}-{norm}-16" if norm == "linf" else f"{method}-{norm}-{eps:g}"
+
+
+def audio_attacks(plan: AudioPlan) -> list[dict[str, Any]]:
+    """Targeted PGD-L2 and EOT-L2 at each ε, then PGD L∞ (waveform amplitude)."""
+    base = {"steps": plan.steps, "targeted": True, "stop_loss": plan.stop_loss}
+    attacks = []
+    for eps in plan.epsilons:
+        l2 = base | {"norm": "l2", "eps": eps}
+        attacks.append({"name": "pgd", "label": f"pgd-l2-{eps:g}", **l2})
+        eot = {"eot_samples": plan.eot_samples, "sigma": plan.eot_sigma}
+        attacks.append({"name": "eot", "label": f"eot-l2-{eps:g}", **l2, **eot})
+    attacks.append(
+        {"name": "pgd", "label": f"pgd-linf-{plan.linf_eps:g}", **base, "norm": "linf", "eps": plan.linf_eps}
+    )
+    return attacks
+
+
+def audio_spec(plan: AudioPlan, callback_url: str | None) -> dict[str, Any]:
+    return {
+        "dataset": {"format": "tones", "seed": DEMO_SEED, "count": plan.clips},
+        "model": str(DEMO_AUDIO_MODEL),
+        "attacks": audio_attacks(plan),
+        "defense": {
+            "sigmas": list(plan.sigmas),
+            "noise_space": "waveform",
+            "certify": True,
+            "certify_n0": plan.certify_n0,
+            "num_samples": plan.num_samples,
+            "alpha": plan.alpha,
+            "max_new_tokens": 4,
+        },
+        "chunk_size": 8,
+        "concurrency": 2,
+        "callback_url": callback_url,
+    }
+
+
+def describe_audio(plan: AudioPlan) -> str:
+    eps = ", ".join(f"{e:g}" for e in plan.epsilons)
+    return (
+        f"audio: {plan.clips} clips of the tones set × 3 questions on demo-qwen2-audio; targeted PGD-L2 and EOT-L2 "
+        f"(ε ∈ {{{eps}}}, waveform amplitude, L2 over the 16 kHz clip; EOT {plan.eot_samples} draws of the "
+        f"defense's noise at σ={plan.eot_sigma:g}) and PGD L∞ ε={plan.linf_eps:g} ({plan.steps} steps). Defense: "
+        f"CERTIFY in waveform noise, σ ∈ {{{', '.join(f'{s:g}' for s in plan.sigmas)}}}, n0={plan.certify_n0} + "
+        f"n={plan.num_samples}, α={plan.alpha:g}. What a certificate covers: an L2 change of the waveform up to "
+        "its radius (at σ=0.1 and n=100, at most ~0.17 — an RMS of ~0.001 over a 2 s clip); larger L2 and any "
+        "L∞ attack are only measured, not certified"
+    )
 
 
 def demo_attacks(plan: DemoPlan) -> list[dict[str, Any]]:
@@ -108,40 +179,86 @@ def describe(plan: DemoPlan) -> str:
     )
 
 
-def run_demo(url: str, key: str, *, plan: DemoPlan, out: Path, timeout: float = 3600) -> int:
-    api = SmoothGuard(url, key)
-    results: list[tuple[str, dict[str, Any], float]] = []
+@dataclass(frozen=True)
+class DemoAudit:
+    """One finished audit of the demo: its heading, the API's audit, seconds, where its files went."""
+
+    name: str
+    audit: dict[str, Any]
+    seconds: float
+    folder: str
+    noise: str
+    plan: DemoPlan | AudioPlan
+
+
+def submit_and_follow(api: SmoothGuard, name: str, spec: dict[str, Any], timeout: float) -> tuple[dict, float]:
+    started = time.perf_counter()
+    audit = api.audits.submit(spec).model_dump(mode="json")
+    print(f"{name}: POST /v1/audits → {audit['status']}, Location: /v1/audits/{audit['id']}", flush=True)
+    return follow(api, audit["id"], timeout=timeout).model_dump(mode="json"), time.perf_counter() - started
+
+
+def image_audits(api: SmoothGuard, plan: DemoPlan, hook: str, timeout: float) -> list[DemoAudit]:
     print(describe(plan), flush=True)
+    noise = "pixel (σ and radii in [0, 1] pixel units)"
+    done = []
+    for (name, model), folder in zip(demo_models(), ("original", "robust"), strict=True):
+        audit, seconds = submit_and_follow(api, name, demo_spec(plan, model, hook), timeout)
+        done.append(DemoAudit(name, audit, seconds, folder, noise, plan))
+    return done
+
+
+def audio_audit(api: SmoothGuard, plan: AudioPlan, hook: str, timeout: float) -> DemoAudit:
+    print(describe_audio(plan), flush=True)
+    audit, seconds = submit_and_follow(api, "demo-qwen2-audio", audio_spec(plan, hook), timeout)
+    return DemoAudit("demo-qwen2-audio", audit, seconds, "audio", "waveform (σ, ε and radii in amplitude units)", plan)
+
+
+def print_audit(api: SmoothGuard, done: DemoAudit, out: Path) -> None:
+    audit, plan = done.audit, done.plan
+    dest = out / done.folder
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in ("report.html", "report.json", "items.csv"):  # the format is the suffix
+        api.audits.download_report(audit["id"], dest / file)
+    kind = "clips' questions of the tones set" if done.folder == "audio" else "items of the synthetic shapes set"
+    print(
+        f"\n=== {done.name}: audit {audit['id']} {audit['status']} in {done.seconds:.0f} s, "
+        f"{audit['progress']['total']} {kind} ==="
+    )
+    print(table(audit["summary"], done.noise))
+    print(certification_report(audit["summary"], plan.certify_n0, plan.num_samples, plan.alpha))
+    print(f"report: {(dest / 'report.html').resolve()} (also report.json, items.csv)")
+
+
+def run_demo(
+    url: str,
+    key: str,
+    *,
+    plan: DemoPlan,
+    out: Path,
+    audio: AudioPlan | None = None,
+    modality: str = "all",
+    timeout: float = 3600,
+) -> int:
+    """The image half (both image models), then the audio half, as ``modality`` says."""
+    api = SmoothGuard(url, key)
     with Receiver() as receiver:
         receiver.secret = api.webhooks.create(receiver.url).secret
-        for name, model in demo_models():
-            started = time.perf_counter()
-            audit = api.audits.submit(demo_spec(plan, model, receiver.url)).model_dump(mode="json")
-            print(f"{name}: POST /v1/audits → {audit['status']}, Location: /v1/audits/{audit['id']}", flush=True)
-            audit = follow(api, audit["id"], timeout=timeout).model_dump(mode="json")
-            results.append((name, audit, time.perf_counter() - started))
-        hooks = receiver.wait(len(results), timeout=60)
-    failed = [a for _, a, _ in results if a["status"] != "succeeded"]
-    for audit in failed:
-        print(f"audit {audit['id']} {audit['status']}: {audit.get('error')}")
+        done = image_audits(api, plan, receiver.url, timeout) if modality in ("image", "all") else []
+        if modality in ("audio", "all"):
+            done.append(audio_audit(api, audio or AudioPlan(), receiver.url, timeout))
+        hooks = receiver.wait(len(done), timeout=60)
+    failed = [d.audit for d in done if d.audit["status"] != "succeeded"]
+    for bad in failed:
+        print(f"audit {bad['id']} {bad['status']}: {bad.get('error')}")
     if failed:
         return 1
-    noise = "pixel (σ and radii in [0, 1] pixel units)"
-    for (name, audit, elapsed), folder in zip(results, ("original", "robust"), strict=True):
-        summary = audit["summary"]
-        dest = out / folder
-        dest.mkdir(parents=True, exist_ok=True)
-        for file in ("report.html", "report.json", "items.csv"):  # the format is the suffix
-            api.audits.download_report(audit["id"], dest / file)
-        print(
-            f"\n=== {name}: audit {audit['id']} {audit['status']} in {elapsed:.0f} s, "
-            f"{audit['progress']['total']} items of the synthetic shapes set ==="
-        )
-        print(table(summary, noise))
-        print(certification_report(summary, plan.certify_n0, plan.num_samples, plan.alpha))
-        print(f"report: {(dest / 'report.html').resolve()} (also report.json, items.csv)")
-    print("\n=== side by side (ASR: strict, and in brackets what the defense did not abstain on) ===")
-    print(side_by_side([(name.split(" ")[0], audit["summary"]) for name, audit, _ in results]))
+    for finished in done:
+        print_audit(api, finished, out)
+    images = [(d.name.split(" ")[0], d.audit["summary"]) for d in done if d.folder != "audio"]
+    if images:
+        print("\n=== side by side (ASR: strict, and in brackets what the defense did not abstain on) ===")
+        print(side_by_side(images))
     ok = True
     for hook in hooks:
         ok &= bool(hook.verified)

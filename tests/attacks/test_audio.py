@@ -54,13 +54,36 @@ def test_eot_and_universal_shapes_and_determinism(tiny_audio, tone):
     assert len(u.waves) == 1 and len(u.losses) == 1 and len(u.linf) == 1
 
 
+def test_l2_waves_stay_in_the_l2_ball_and_report_both_norms(tiny_audio, tone):
+    eps = 0.5  # amplitude units over the clip's 12,000 samples at 16 kHz
+    result = attack_audio(tiny_audio, tone, PROMPTS, TARGETS, AttackConfig(norm="l2", eps=eps, steps=4))
+    base = resample(tone, tiny_audio.sample_rate).samples
+    for w, l2, linf in zip(result.waves, result.l2, result.linf, strict=True):
+        delta = w.astype(np.float64) - base
+        assert l2 == pytest.approx(float(np.linalg.norm(delta)), rel=1e-4) and l2 <= eps * (1 + 1e-5)
+        assert linf == pytest.approx(float(np.abs(delta).max()), abs=1e-6) and l2 > 0
+    assert result.steps == 4
+
+
+def test_clips_of_different_lengths_are_attacked_in_one_call_each_in_its_own_ball(tiny_audio, tone):
+    short = Waveform(tone.samples[:3000], tone.sample_rate)
+    config = AttackConfig(eps=EPS, steps=2)
+    batched = attack_audio(tiny_audio, [tone, short, tone], [PROMPTS[0], PROMPTS[1], PROMPTS[1]], ["yes"] * 3, config)
+    alone = attack_audio(tiny_audio, [short], [PROMPTS[1]], ["yes"], config)
+    assert [len(w) for w in batched.waves] == [12000, 6000, 12000]
+    np.testing.assert_allclose(batched.waves[1], alone.waves[0], atol=1e-6)  # grouped by length, same result
+    assert all(x <= EPS + 1e-6 for x in batched.linf)
+
+
 @pytest.mark.parametrize(
-    ("config", "message"),
+    ("config", "waves", "message"),
     [
-        (AttackConfig(method="eot"), "noise_space='waveform'"),
-        (AttackConfig(norm="l2"), "norm='linf'"),
+        (AttackConfig(method="eot"), 1, "noise_space='waveform'"),
+        (AttackConfig(), 3, "3 waveforms but 2 prompts"),
+        (AttackConfig(universal=True), 2, "one waveform"),
     ],
 )
-def test_audio_refusals(tiny_audio, tone, config, message):
+def test_audio_refusals(tiny_audio, tone, config, waves, message):
+    clips = tone if waves == 1 else [tone] * waves
     with pytest.raises(ValueError, match=message):
-        attack_audio(tiny_audio, tone, PROMPTS, TARGETS, config)
+        attack_audio(tiny_audio, clips, PROMPTS, TARGETS, config)

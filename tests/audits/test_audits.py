@@ -9,14 +9,16 @@ import os
 import signal
 import time
 import uuid
+from importlib import metadata
 
 import pytest
 from sqlalchemy import func, select
 
+from api.schemas import AuditSummary, UniversalStats
 from shared.db import session_scope
 from shared.models import AuditItem, Job
 from shared.tools.receiver import Receiver
-from tests.helpers import auth
+from tests.helpers import assert_typed_exactly, auth
 
 QUEUES = ("gpu", "cpu", "audits", "webhooks")
 
@@ -101,6 +103,10 @@ def test_audit_runs_end_to_end_with_report_and_webhook(client, keys, spawn_worke
     assert report["summary"] == audit["summary"] and report["summary"]["attacks"] == ["pgd", "eot"]
     html = client.get(f"/v1/audits/{audit_id}/report?format=html", headers=auth(key))
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
+    (origin,) = report["audit"]["run"]["generated_on"]  # where every defense job's candidates were generated
+    assert (origin["device"], origin["dtype"], origin["revision"], origin["jobs"]) == ("cpu", "float32", None, 24)
+    assert origin["torch"] == metadata.version("torch") and origin["transformers"] == metadata.version("transformers")
+    assert "<dt>Generated on</dt><dd>cpu · float32 · torch " in html.text and " · 24 jobs</dd>" in html.text
     data = json.loads(html.text.split('id="items-data">')[1].split("</script>")[0])  # the items table's rows
     sigma = data["columns"].index("sigma")
     assert all(len(r[-1][0]) == 4 for r in data["rows"] if r[sigma] is not None)  # candidates: 3 noisy + clean
@@ -236,6 +242,9 @@ def test_an_uploaded_pope_archive_is_audited(client, keys, spawn_worker, pope_ar
     audit = wait_audit(client, key, audit_id)
     assert audit["status"] == "succeeded", audit
     assert audit["universal"]["prompts"] == 2 and audit["universal"]["linf"] <= 16 / 255 + 1e-6
+    assert_typed_exactly(UniversalStats, audit["universal"])
+    assert audit["summary"]["pope"] and audit["summary"]["cost"]  # every table the model types, filled
+    assert_typed_exactly(AuditSummary, audit["summary"])
     report = client.get(f"/v1/audits/{audit_id}/report?format=json", headers=auth(key)).json()
     assert {r["category"] for r in report["items"]} == {"random"} and len(report["items"]) == 2 * 2 * 2
     assert all(r["correct"] is not None for r in report["items"])  # yes/no answers judged against the labels

@@ -57,3 +57,11 @@ def test_batched_round_matches_one_at_a_time(generator, tone, sigma):
     batched = [g.text for g in generator.generate(tone, PROMPT, specs, max_new_tokens=5)]
     single = [generator.generate(tone, PROMPT, [s], max_new_tokens=5)[0].text for s in specs]
     assert batched == single
+
+
+def test_answer_batch_gives_each_clip_and_prompt_its_clean_answer(generator, tone):
+    short = Waveform(tone.samples[:4000], 8000)  # clips of different lengths share a batch
+    pairs = [(tone, PROMPT), (short, "Is there speech in the audio?")]
+    batched = [g.text for g in generator.answer_batch([c for c, _ in pairs], [p for _, p in pairs], max_new_tokens=5)]
+    clean = plan_round(cfg(sigma=0.0, num_samples=1), 0)[:1]
+    assert batched == [generator.generate(c, p, clean, max_new_tokens=5)[0].text for c, p in pairs]

@@ -139,7 +139,7 @@ def test_pope_files_subsets_images_and_keys(tmp_path):
     first = ds.items[0]
     assert first.prompt == "Is there a snowboard in the image?"
     assert first.image == "val2014/COCO_val2014_000000310196.jpg"
-    assert ds.image_bytes(first) == (tmp_path / "val2014" / "COCO_val2014_000000310196.jpg").read_bytes()
+    assert ds.media_bytes(first) == (tmp_path / "val2014" / "COCO_val2014_000000310196.jpg").read_bytes()
     only = load_dataset("pope", tmp_path, subsets=["random"])
     assert [i.prompt for i in only.items] == ["Is there a car in the image?"]
 
@@ -184,7 +184,7 @@ def test_shapes_set_through_the_pope_loader(tmp_path):
     assert [i.label for i in ds.items] == [q.label for q in questions]
     assert [i.kind for i in ds.items] == ["yes_no", "closed"] * 3
     assert [i.category for i in ds.items] == ["existence", "colour"] * 3
-    assert ds.image_path(ds.items[0]).is_file()
+    assert ds.media_path(ds.items[0]).is_file()
     again = load_dataset("shapes", tmp_path / "set")
     assert again.items == ds.items
     as_pope = load_dataset("pope", tmp_path / "set")  # plain POPE: category is the file stem
@@ -200,7 +200,7 @@ def test_llava_bench_references_context_and_images(tmp_path):
     assert a.extra["context"] == "An aerial view of Diamond Head crater."
     assert b.label == "A dog dressed as the Mona Lisa."
     assert b.extra["context"] == "A parody of the Mona Lisa with a dog."  # matched by id
-    assert ds.image_bytes(b) == (tmp_path / "images" / "002.jpg").read_bytes()
+    assert ds.media_bytes(b) == (tmp_path / "images" / "002.jpg").read_bytes()
 
 
 def test_mm_safetybench_variant_prompts_and_scenarios(tmp_path):
@@ -210,7 +210,7 @@ def test_mm_safetybench_variant_prompts_and_scenarios(tmp_path):
     first = ds.items[0]
     assert first.prompt == SAFETY["0"]["Rephrased Question"]
     assert (first.kind, first.label, first.category) == ("safety", None, "Illegal_Activitiy")
-    assert first.image == "imgs/01-Illegal_Activitiy/SD_TYPO/0.jpg" and ds.image_path(first).is_file()
+    assert first.image == "imgs/01-Illegal_Activitiy/SD_TYPO/0.jpg" and ds.media_path(first).is_file()
     assert first.extra["key_phrase"] == "manufacture illegal drugs"
     only = load_dataset("mm-safetybench", root, scenarios=["Illegal_Activitiy"])
     assert {i.category for i in only.items} == {"Illegal_Activitiy"}

@@ -19,7 +19,7 @@ def test_the_demo_removes_its_temporary_folder(monkeypatch):
         raise RuntimeError("the API exited")
 
     monkeypatch.setattr(commands, "start_all", fail_after_writing)
-    flags = {"images": None, "steps": None, "stop_loss": None, "num_samples": None, "full": False}
+    flags = {"images": None, "clips": None, "steps": None, "stop_loss": None, "num_samples": None, "full": False}
     with pytest.raises(RuntimeError):
         commands.demo(argparse.Namespace(data_dir=None, out=Path("unused"), **flags))
     assert roots and not roots[0].exists()
@@ -32,7 +32,7 @@ def test_the_demo_keeps_a_data_folder_it_was_given(monkeypatch, tmp_path):
     monkeypatch.setattr(commands, "start_all", fail)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep").write_text("mine")
-    flags = {"images": None, "steps": None, "stop_loss": None, "num_samples": None, "full": False}
+    flags = {"images": None, "clips": None, "steps": None, "stop_loss": None, "num_samples": None, "full": False}
     with pytest.raises(RuntimeError):
         commands.demo(argparse.Namespace(data_dir=tmp_path / "data", out=tmp_path / "out", **flags))
     assert (tmp_path / "data" / "keep").read_text() == "mine"  # a folder the user named is never removed

@@ -27,7 +27,9 @@ def test_command_line_defaults_are_the_options_defaults():
     assert config_from_args(defend, "audio") == replace(SmoothConfig(), noise_space="waveform")
     submit = build_parser().parse_args(["audit", "submit"])
     defense = AuditSpec.model_validate(spec_from_args(submit, None)).defense
-    assert defense.model_dump(exclude={"sigmas"}) == DefenseSpec().model_dump(exclude={"sigmas"})
+    assert defense.model_dump(exclude={"sigmas"}) == DefenseSpec(noise_space="normalized").model_dump(
+        exclude={"sigmas"}
+    )
 
 
 def test_command_line_flags_carry_the_options():
@@ -37,8 +39,9 @@ def test_command_line_flags_carry_the_options():
     assert (config.sigma, config.num_samples, config.include_clean, config.adaptive) == (0.3, 4, False, True)
     assert config.answer_set == ("yes", "no") and config.clustering == "agglomerative"
     assert config.noise_space == "pixel" and config.prefer_refusal
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["audit", "submit", "--noise-space", "waveform"])  # audits are images
+    waveform = build_parser().parse_args(["audit", "submit", "--noise-space", "waveform"])
+    with pytest.raises(ValidationError, match="does not apply to image"):  # the shapes set is images
+        AuditSpec.model_validate(spec_from_args(waveform, None))
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.1, 10.0])

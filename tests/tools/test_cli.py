@@ -129,6 +129,18 @@ def test_synth_writes_pope_format(tmp_path, capsys):
     assert all((tmp_path / q["image"]).is_file() for q in lines)
 
 
+def test_synth_audio_writes_wav_clips_and_questions(tmp_path, capsys):
+    import soundfile as sf
+
+    assert main(["synth", "--modality", "audio", "--seed", "4", "--count", "3", "--out", str(tmp_path)]) == 0
+    assert "wrote 3 clips and 9 questions" in capsys.readouterr().out
+    lines = [json.loads(x) for x in (tmp_path / "questions.jsonl").read_text().splitlines()]
+    assert len(lines) == 9 and all(set(q) == {"question_id", "audio", "text", "label", "category"} for q in lines)
+    for q in lines:
+        info = sf.info(tmp_path / q["audio"])
+        assert (info.samplerate, info.channels) == (16000, 1) and 1.0 <= info.duration <= 3.0
+
+
 def test_unknown_model_is_a_clear_error(capsys, image_file, tmp_path):
     assert main(["defend", str(image_file), "--prompt", "x", "--model", str(tmp_path / "no-such-model")]) == 2
     assert "smoothguard: error:" in capsys.readouterr().err

@@ -4,6 +4,7 @@ labelled L2 and L∞ attacks and CERTIFY in pixel space; the certification table
 import pytest
 
 from shared.audits.spec import AuditSpec
+from shared.config import DEMO_AUDIO_MODEL
 from shared.reports import summarize
 from shared.tools.audit_tables import (
     certificate_check,
@@ -13,7 +14,7 @@ from shared.tools.audit_tables import (
     side_by_side,
 )
 from shared.tools.cli import build_parser
-from shared.tools.demo import ROBUST_DEMO_MODEL, DemoPlan, demo_models, demo_spec
+from shared.tools.demo import ROBUST_DEMO_MODEL, AudioPlan, DemoPlan, audio_spec, demo_models, demo_spec
 from tests.reports.test_certification import ROWS
 
 
@@ -43,9 +44,19 @@ def test_the_full_plan_sweeps_three_sigmas_and_three_l2_radii():
     }
 
 
+def test_the_audio_half_is_a_certifying_waveform_audit_of_the_audio_demo_model():
+    spec = AuditSpec.model_validate(audio_spec(AudioPlan(), None))
+    assert spec.model == str(DEMO_AUDIO_MODEL) and spec.dataset.format == "tones" and spec.dataset.modality == "audio"
+    assert spec.variants() == ["clean", "pgd-l2-0.1", "eot-l2-0.1", "pgd-l2-1", "eot-l2-1", "pgd-linf-0.02"]
+    assert [(a.name, a.norm, a.eps) for a in spec.attacks][-1] == ("pgd", "linf", 0.02)
+    d = spec.defense
+    assert (d.certify, d.noise_space, d.sigmas, d.num_samples) == (True, "waveform", [0.05, 0.1], 100)
+
+
 def test_the_demo_flags_override_the_plan():
     args = build_parser().parse_args(["demo", "--images", "2", "--steps", "5", "--num-samples", "20"])
-    assert (args.images, args.steps, args.num_samples, args.full) == (2, 5, 20, False)
+    assert (args.images, args.steps, args.num_samples, args.full, args.modality) == (2, 5, 20, False, "all")
+    assert build_parser().parse_args(["demo", "--modality", "audio", "--clips", "3"]).clips == 3
     assert DemoPlan.fast(images=2, steps=5).images == 2 and DemoPlan.full(steps=5).images == 12
 
 

@@ -163,6 +163,8 @@ def test_demo_is_the_main_job(tmp_path):
             str(tmp_path / "data"),
             "--images",
             "2",
+            "--clips",
+            "1",
             "--steps",
             "5",
             "--num-samples",
@@ -177,16 +179,20 @@ def test_demo_is_the_main_job(tmp_path):
         timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert len(re.findall(r"POST /v1/audits → queued", out.stdout)) == 2  # the original and the robust model
-    assert out.stdout.count("signature VERIFIED") == 2
+    assert len(re.findall(r"POST /v1/audits → queued", out.stdout)) == 3  # the original, the robust, the audio model
+    assert out.stdout.count("signature VERIFIED") == 3
     headers = [line for line in out.stdout.splitlines() if line.startswith("defense")]
-    assert len(headers) == 2
-    for header in headers:
+    assert len(headers) == 3
+    for header in headers[:2]:
         assert "clean acc" in header and "abstain" in header
         assert all(f"ASR {a} (not abstained)" in header for a in ("pgd-l2-0.5", "eot-l2-0.5", "pgd-linf-16"))
+    audio = ("pgd-l2-0.1", "eot-l2-0.1", "pgd-l2-1", "eot-l2-1", "pgd-linf-0.02")
+    assert all(f"ASR {a} (not abstained)" in headers[2] for a in audio)
     for sigma in ("0.25", "0.5"):
         assert len(re.findall(rf"^σ={sigma}\s", out.stdout, re.M)) == 2
-    assert out.stdout.count("Cohen et al., CIFAR-10") == 4  # σ = 0.25 and 0.5, per model
+    for sigma in ("0.05", "0.1"):
+        assert len(re.findall(rf"^σ={sigma}\s", out.stdout, re.M)) == 1  # the audio audit's waveform σ
+    assert out.stdout.count("Cohen et al., CIFAR-10") == 4  # σ = 0.25 and 0.5, per image model
     assert (
         len(
             re.findall(
@@ -196,12 +202,13 @@ def test_demo_is_the_main_job(tmp_path):
                 re.M,
             )
         )
-        == 2
+        == 3
     )
     assert "L∞ (outside what smoothing certifies)" in out.stdout
-    assert "items 4/4" in out.stderr  # the progress bar
-    for model in ("original", "robust"):
+    assert "items 4/4" in out.stderr and "items 3/3" in out.stderr  # the progress bars (2 images, 1 clip)
+    for model in ("original", "robust", "audio"):
         assert {p.name for p in (out_dir / model).iterdir()} == {"report.html", "report.json", "items.csv"}
+    assert "<audio" in (out_dir / "audio" / "report.html").read_text()
 
 
 def test_the_launcher_uses_services_named_by_the_environment(stack, tmp_path):
