@@ -293,7 +293,7 @@ def test_a_tone_audit_survives_its_gpu_worker_killed_mid_chunk(client, keys, spa
     key = keys["alpha"]
     spawn_worker(("cpu", "audits"))
     gpu = spawn_worker(("gpu",))
-    spec = tones_spec(qwen_audio_path, attacks=[{"name": "pgd", "steps": 60}])  # a chunk's attack: ~15 s
+    spec = tones_spec(qwen_audio_path, attacks=[{"name": "pgd", "steps": 600}])  # a chunk: ~20 s idle
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
     wait_audit(client, key, audit_id, until=lambda a: a["progress"]["attacked"] >= 2)
     wait_until_dispatched(settings.database_url, audit_id, index=2)  # concurrency 1: once chunk 0 finished
