@@ -5,14 +5,17 @@ on this machine):
    running, as multipart with the demo image (the same bytes each time: stored once), as
    multipart with a new image each time (each one stored in S3), and as JSON (the demo image
    uploaded once to ``/v1/media``, jobs naming its ``media_id``): for each, requests/s, p50 and
-   p99 latency, errors. ``--api-workers`` uvicorn processes serve them (default: the ``api``
-   command's, one per core).
+   p99 latency, errors, and the CPU milliseconds per submit of each component (API, PostgreSQL,
+   Redis, S3, the clients). ``--api-workers`` uvicorn processes serve them (default: the ``api``
+   command's, one per core). ``--rounds``: part 1 again, each time for a new tenant (this
+   machine's speed drifts from minute to minute: compare rounds of one run).
 2. Service overhead around one job: jobs submitted one at a time with the GPU/CPU workers up
    (models warm); overhead = (finished_at − created_at) − (generation + embedding + clustering),
    i.e. the queue hops, database and S3 round trips, decoding and noise. p50 and p90.
    ``--jobs 0`` skips it.
 
     .venv/bin/python bench/bench_service.py [--clients 8] [--requests 400] [--jobs 30] [--api-workers N]
+        [--rounds 1]
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import argparse
 import io
 import itertools
 import json
+import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +38,7 @@ from load import percentile, run_clients
 
 from shared.config import DEMO_IMAGE
 from shared.tools.commands import wait_ready
-from shared.tools.launcher import Stack, dev_key
+from shared.tools.launcher import Stack
 from shared.tools.servers import free_port
 
 
@@ -43,7 +48,7 @@ def tenant_key(database_url: str) -> str:
     from shared.tenants import create_api_key, create_tenant
 
     with session_scope(database_url) as s:
-        return create_api_key(s, tenant=create_tenant(s, name="bench-one-job"))[1]
+        return create_api_key(s, tenant=create_tenant(s, name=f"bench-{uuid.uuid4().hex[:8]}"))[1]
 
 
 PROMPT = "What colour is the circle?"
@@ -77,8 +82,51 @@ def upload_media(url: str, key: str, image: bytes) -> str:
     return str(r.json()["id"])
 
 
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU seconds of ``pid`` (all its threads) and, with ``descendants``, of its live
+    descendants and the children it has reaped."""
+    import psutil
+
+    root = psutil.Process(pid)
+    if not descendants:
+        t = root.cpu_times()
+        return t.user + t.system
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class CpuMeter:
+    """Where the CPU time goes during a load: seconds per component of the stack (the API's
+    processes, PostgreSQL with its backends, Redis, S3, and this process alone — the benchmark's clients)."""
+
+    def __init__(self, stack: Stack):
+        assert stack.postgres and stack.redis and stack.s3 and stack.redis.process and stack.s3.process
+        postmaster = int((stack.postgres.data / "postmaster.pid").read_text().split()[0])
+        self.pids = {
+            "api": stack.children["api"].pid,
+            "postgres": postmaster,
+            "redis": stack.redis.process.pid,
+            "s3": stack.s3.process.pid,
+            "clients": os.getpid(),
+        }
+
+    def read(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid, descendants=name != "clients") for name, pid in self.pids.items()}
+
+
 def submit_load(
-    url: str, key: str, clients: int, requests: int, send: Callable[[httpx.Client, int], httpx.Response]
+    url: str,
+    key: str,
+    clients: int,
+    requests: int,
+    send: Callable[[httpx.Client, int], httpx.Response],
+    meter: CpuMeter | None = None,
 ) -> dict:
     """``clients`` threads, each with its own keep-alive connection, ``requests // clients`` submits each."""
     latencies, errors = [], []
@@ -97,7 +145,9 @@ def submit_load(
                 if status != 202:
                     errors.append(f"{status}: {r.text[:200] if isinstance(status, int) else ''}")
 
+    before = meter.read() if meter else {}
     wall = run_clients(client, clients)
+    used = {k: v - before[k] for k, v in meter.read().items()} if meter else {}
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -106,22 +156,25 @@ def submit_load(
         "requests_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
-    }
+    } | ({"cpu_ms_per_submit": {k: round(v * 1e3 / len(latencies), 2) for k, v in used.items()}} if used else {})
 
 
-def submit_both(url: str, key: str, clients: int, requests: int) -> dict:
-    """Part 1: a short warm-up, then multipart submits of one image, of new images, then JSON submits."""
+def submit_both(url: str, key: str, clients: int, requests: int, meter: CpuMeter) -> dict:
+    """Part 1: a short warm-up, then multipart submits of one image, of new images, then JSON submits;
+    for each, the CPU milliseconds per submit that each component of the stack spent."""
     image = DEMO_IMAGE.read_bytes()
     submit_load(url, key, clients, 2 * clients, lambda api, i: multipart_submit(api, image, 10**6 + i))  # warm-up
-    report = {"multipart": submit_load(url, key, clients, requests, lambda api, i: multipart_submit(api, image, i))}
+    report = {
+        "multipart": submit_load(url, key, clients, requests, lambda api, i: multipart_submit(api, image, i), meter)
+    }
     images = new_images(requests)
     per_client = requests // clients
     counter = itertools.count()  # each client's i runs 0..per_client: a shared counter hands out the images
     report["multipart_new_images"] = submit_load(
-        url, key, clients, per_client * clients, lambda api, i: multipart_submit(api, images[next(counter)], i)
+        url, key, clients, per_client * clients, lambda api, i: multipart_submit(api, images[next(counter)], i), meter
     )
     media_id = upload_media(url, key, image)
-    report["json"] = submit_load(url, key, clients, requests, lambda api, i: json_submit(api, media_id, i))
+    report["json"] = submit_load(url, key, clients, requests, lambda api, i: json_submit(api, media_id, i), meter)
     return report
 
 
@@ -158,6 +211,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400, help="submits per kind (multipart, JSON)")
     ap.add_argument("--jobs", type=int, default=30, help="part 2's jobs; 0 skips part 2")
     ap.add_argument("--api-workers", type=int, default=None, help="uvicorn processes (default: the api command's)")
+    ap.add_argument("--rounds", type=int, default=1, help="part 1 this many times (a new tenant each time)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="smoothguard-bench-"))
     stack = Stack(root).start()
@@ -172,8 +226,13 @@ def main() -> None:
             env={"SMOOTHGUARD_DEVICE": "cpu", "SMOOTHGUARD_RATE_LIMIT": "0"},
         )
         wait_ready(url, stack)
-        key = dev_key(stack.env["SMOOTHGUARD_DATABASE_URL"])
-        report = {"submit": submit_both(url, key, args.clients, args.requests)}
+        database = stack.env["SMOOTHGUARD_DATABASE_URL"]
+        meter = CpuMeter(stack)
+        # each round on a tenant of its own: each starts with no backlog of unfinished jobs
+        rounds = [
+            submit_both(url, tenant_key(database), args.clients, args.requests, meter) for _ in range(args.rounds)
+        ]
+        report: dict = {"submit": rounds[0] if args.rounds == 1 else rounds}
         if args.jobs > 0:
             report["one_job"] = one_job(stack, url, args.jobs)
         print(json.dumps(report, indent=2))

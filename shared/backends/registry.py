@@ -79,8 +79,10 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+@lru_cache(maxsize=64)
 def detect_backend(model: str) -> str:
-    """``hf-audio`` for audio-language checkpoints (by ``model_type`` in config.json), else ``hf``."""
+    """``hf-audio`` for audio-language checkpoints (by ``model_type`` in config.json), else ``hf``.
+    Remembered per model (every submit asks): a checkpoint's ``model_type`` does not change."""
     config = Path(model) / "config.json"
     if config.is_file() and json.loads(config.read_text()).get("model_type") in AUDIO_MODEL_TYPES:
         return "hf-audio"

@@ -21,9 +21,11 @@ def test_gpu_bench_saves_its_tiny_shape_and_runs_it_on_cpu(tmp_path):
 
 
 def test_service_bench_runs_small():
-    """The service benchmark's two phases on a small load: every submit accepted, overhead measured."""
+    """The service benchmark's two phases on a small load: every submit accepted, the CPU time of
+    each component and the one job's overhead measured."""
+    argv = ["--clients", "4", "--requests", "16", "--jobs", "2"]
     out = subprocess.run(
-        [sys.executable, "bench/bench_service.py", "--clients", "4", "--requests", "16", "--jobs", "2"],
+        [sys.executable, "bench/bench_service.py", *argv],
         capture_output=True,
         text=True,
         timeout=300,
@@ -34,6 +36,8 @@ def test_service_bench_runs_small():
         submits = report["submit"][kind]
         assert submits["requests"] == 16 and submits["errors"] == 0
         assert submits["p99_ms"] >= submits["p50_ms"] > 0
+        cpu = submits["cpu_ms_per_submit"]
+        assert set(cpu) == {"api", "postgres", "redis", "s3", "clients"} and cpu["api"] > 0 and cpu["postgres"] > 0
     assert report["one_job"]["jobs"] == 2 and report["one_job"]["total_p50_ms"] > report["one_job"]["overhead_p50_ms"]
 
 
