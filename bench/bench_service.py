@@ -24,7 +24,6 @@ import argparse
 import io
 import itertools
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -34,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from load import percentile, run_clients
+from load import CpuMeter, percentile, run_clients
 
 from shared.config import DEMO_IMAGE
 from shared.tools.commands import wait_ready
@@ -82,44 +81,6 @@ def upload_media(url: str, key: str, image: bytes) -> str:
     return str(r.json()["id"])
 
 
-def cpu_seconds(pid: int, descendants: bool = True) -> float:
-    """User + system CPU seconds of ``pid`` (all its threads) and, with ``descendants``, of its live
-    descendants and the children it has reaped."""
-    import psutil
-
-    root = psutil.Process(pid)
-    if not descendants:
-        t = root.cpu_times()
-        return t.user + t.system
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
-
-
-class CpuMeter:
-    """Where the CPU time goes during a load: seconds per component of the stack (the API's
-    processes, PostgreSQL with its backends, Redis, S3, and this process alone — the benchmark's clients)."""
-
-    def __init__(self, stack: Stack):
-        assert stack.postgres and stack.redis and stack.s3 and stack.redis.process and stack.s3.process
-        postmaster = int((stack.postgres.data / "postmaster.pid").read_text().split()[0])
-        self.pids = {
-            "api": stack.children["api"].pid,
-            "postgres": postmaster,
-            "redis": stack.redis.process.pid,
-            "s3": stack.s3.process.pid,
-            "clients": os.getpid(),
-        }
-
-    def read(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid, descendants=name != "clients") for name, pid in self.pids.items()}
-
-
 def submit_load(
     url: str,
     key: str,
@@ -147,7 +108,6 @@ def submit_load(
 
     before = meter.read() if meter else {}
     wall = run_clients(client, clients)
-    used = {k: v - before[k] for k, v in meter.read().items()} if meter else {}
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -156,7 +116,7 @@ def submit_load(
         "requests_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
-    } | ({"cpu_ms_per_submit": {k: round(v * 1e3 / len(latencies), 2) for k, v in used.items()}} if used else {})
+    } | ({"cpu_ms_per_submit": meter.per(before, len(latencies))} if meter else {})
 
 
 def submit_both(url: str, key: str, clients: int, requests: int, meter: CpuMeter) -> dict:

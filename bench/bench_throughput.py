@@ -7,7 +7,7 @@ before that share existed), or N. The default compares before (``off:all``) with
 
 1. one job alone (median of ``--alone`` jobs submitted one after another, models warm);
 2. a burst: ``--burst`` jobs submitted at once (8 submitting threads), wall time until all finished,
-   against ``--burst`` × one job alone;
+   against ``--burst`` × one job alone, and where the CPU went (milliseconds per job of each process);
 3. a closed loop: ``--clients`` clients, each submitting a job and polling it until it finished,
    for ``--loop-jobs`` jobs in all: defended jobs per second.
 
@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from load import run_clients
+from load import CpuMeter, run_clients
 
 from shared.config import DEMO_IMAGE
 from shared.tools.commands import start_all
@@ -64,14 +64,16 @@ def one_alone(api: httpx.Client, jobs: int) -> float:
     return statistics.median(times)
 
 
-def burst(api: httpx.Client, jobs: int) -> float:
-    """Seconds until ``jobs`` submitted at once all finished."""
+def burst(api: httpx.Client, jobs: int, meter: CpuMeter) -> tuple[float, dict[str, float]]:
+    """Seconds until ``jobs`` submitted at once all finished, and the CPU milliseconds per job that
+    each process of the stack spent meanwhile."""
+    before = meter.read()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(lambda i: submit(api, 20_000 + i), range(jobs)))
     for job_id in ids:
         wait(api, job_id, poll_s=0.1)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, meter.per(before, jobs)
 
 
 def closed_loop(url: str, key: str, clients: int, jobs: int) -> float:
@@ -105,7 +107,7 @@ def measure(run: str, args: argparse.Namespace) -> dict:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as api:
             one_alone(api, 2)  # warm: the models load on the first job
             alone_s = one_alone(api, args.alone)
-            burst_s = burst(api, args.burst)
+            burst_s, burst_cpu = burst(api, args.burst, CpuMeter(stack))
         loop = closed_loop(url, key, args.clients, args.loop_jobs)
         return {
             "run": run,
@@ -113,6 +115,7 @@ def measure(run: str, args: argparse.Namespace) -> dict:
             "one_job_alone_ms": round(alone_s * 1e3, 1),
             f"burst_{args.burst}_s": round(burst_s, 2),
             "burst_over_sequential": round(burst_s / (args.burst * alone_s), 3),
+            "burst_cpu_ms_per_job": burst_cpu,
             f"jobs_per_s_{args.clients}_clients": round(loop, 2),
         }
     finally:
