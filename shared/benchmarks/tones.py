@@ -178,53 +178,34 @@ def write_set(out_dir: Path, seed: int, count: int) -> list[Question]:
 
 
 def read_set(folder: Path) -> list[AudioItem]:
-    """The questions of ``folder/questions.jsonl`` with their clips decoded. Each line needs
-    ``question_id`` (string or integer, unique), ``audio`` (a path relative to ``folder``, inside
-    it), ``text`` and ``label`` (strings); ``category`` is optional (default ``audio``). Anything
-    else wrong — a missing file, a malformed line, a clip that is not audio — is a
-    :class:`DatasetError` naming the line."""
-    from shared.benchmarks.loaders import read_jsonl
+    """The questions of ``folder/questions.jsonl`` with their clips decoded (each file once). The
+    layout is read by the ``audio-jsonl`` loader, the one reader of it (audits and uploads use it
+    too): ``question_id`` (string or integer, unique), ``audio`` (a path inside the folder, or
+    under its ``audio/``), ``text`` and ``label``, ``category`` optional (default ``audio``).
+    Anything wrong — a missing file, a malformed line, a clip that is not audio — is a
+    :class:`DatasetError` that names it."""
+    from shared.benchmarks.loaders import load_audio_jsonl
 
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     waves: dict[str, Waveform] = {}
     items: list[AudioItem] = []
-    seen: set[int | str] = set()
-    for path, number, obj in read_jsonl(root / QUESTIONS_FILE):
-        where = f"{path}:{number}"
-        question = _question(obj, where)
-        if question.question_id in seen:
-            raise DatasetError(f"{where}: duplicate question_id {question.question_id!r}")
-        seen.add(question.question_id)
-        if question.audio not in waves:
-            waves[question.audio] = _read_clip(root, question.audio, where)
-        items.append(AudioItem(**asdict(question), waveform=waves[question.audio]))
+    for item in load_audio_jsonl(root).items:
+        assert item.audio is not None and item.label is not None  # the loader requires both
+        if item.audio not in waves:
+            waves[item.audio] = _read_clip(root, item.audio, f"{root / QUESTIONS_FILE}: question {item.key!r}")
+        qid = item.extra["question_id"]
+        items.append(AudioItem(qid, item.audio, item.prompt, item.label, item.category, waves[item.audio]))
     return items
 
 
-def _question(obj: dict, where: str) -> Question:
-    qid = obj.get("question_id")
-    if isinstance(qid, bool) or not isinstance(qid, (int, str)):
-        raise DatasetError(f"{where}: field 'question_id' must be a string or an integer, got {qid!r}")
-    fields = {}
-    for name in ("audio", "text", "label", "category"):
-        value = obj.get(name, "audio" if name == "category" else None)
-        if not isinstance(value, str) or not value.strip():
-            raise DatasetError(f"{where}: field {name!r} must be a non-empty string, got {value!r}")
-        fields[name] = value
-    return Question(qid, **fields)
-
-
 def _read_clip(root: Path, name: str, where: str) -> Waveform:
-    rel = PurePosixPath(name)
-    if rel.is_absolute() or ".." in rel.parts or "\\" in name:
-        raise DatasetError(f"{where}: audio path {name!r} must be relative and stay inside {root}")
-    path = root / rel
+    """A clip the loader found under ``root``, decoded; one that leads outside ``root`` (a link) or
+    does not decode is refused."""
+    path = root / PurePosixPath(name)
     if not path.resolve().is_relative_to(root.resolve()):
         raise DatasetError(f"{where}: audio path {name!r} leads outside {root}")
-    if not path.is_file():
-        raise DatasetError(f"{where}: audio file {name!r} not found under {root}")
     try:
         wave = load_audio(path.read_bytes())
     except Exception as exc:  # soundfile raises its own error types
