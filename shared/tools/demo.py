@@ -48,6 +48,11 @@ class DemoPlan:
     num_samples: int = 100
     alpha: float = 0.01
     stop_loss: float | None = None
+    linf_eps: float = LINF_EPS
+
+    @property
+    def linf_label(self) -> str:
+        return f"pgd-linf-{self.linf_eps * 255:g}"  # ε in 255ths of the pixel range
 
     @classmethod
     def fast(cls, **overrides: Any) -> DemoPlan:
@@ -76,34 +81,35 @@ class AudioPlan:
     alpha: float = 0.01
     stop_loss: float | None = None
 
+    @property
+    def linf_label(self) -> str:
+        return f"pgd-linf-{self.linf_eps:g}"
 
-def attack_label(method: str, norm: str, eps: float) -> str:
-    return f"{method}-{norm}-16" if norm == "linf" else f"{method}-{norm}-{eps:g}"
 
-
-def audio_attacks(plan: AudioPlan) -> list[dict[str, Any]]:
-    """Targeted PGD-L2 and EOT-L2 at each ε, then PGD L∞ (waveform amplitude)."""
+def plan_attacks(plan: DemoPlan | AudioPlan) -> list[dict[str, Any]]:
+    """Targeted PGD-L2 and EOT-L2 at each of the plan's ε, then PGD L∞ at its ``linf_eps``."""
     base = {"steps": plan.steps, "targeted": True, "stop_loss": plan.stop_loss}
+    eot = {"eot_samples": plan.eot_samples, "sigma": plan.eot_sigma}
     attacks = []
     for eps in plan.epsilons:
         l2 = base | {"norm": "l2", "eps": eps}
         attacks.append({"name": "pgd", "label": f"pgd-l2-{eps:g}", **l2})
-        eot = {"eot_samples": plan.eot_samples, "sigma": plan.eot_sigma}
         attacks.append({"name": "eot", "label": f"eot-l2-{eps:g}", **l2, **eot})
-    attacks.append(
-        {"name": "pgd", "label": f"pgd-linf-{plan.linf_eps:g}", **base, "norm": "linf", "eps": plan.linf_eps}
-    )
+    attacks.append({"name": "pgd", "label": plan.linf_label, **base, "norm": "linf", "eps": plan.linf_eps})
     return attacks
 
 
-def audio_spec(plan: AudioPlan, callback_url: str | None) -> dict[str, Any]:
+def plan_spec(
+    plan: DemoPlan | AudioPlan, dataset: dict[str, Any], model: str, noise_space: str, callback_url: str | None
+) -> dict[str, Any]:
+    """The audit of one half of the demo: ``dataset``, the plan's attacks, CERTIFY at its σ."""
     return {
-        "dataset": {"format": "tones", "seed": DEMO_SEED, "count": plan.clips},
-        "model": str(DEMO_AUDIO_MODEL),
-        "attacks": audio_attacks(plan),
+        "dataset": dataset,
+        "model": model,
+        "attacks": plan_attacks(plan),
         "defense": {
             "sigmas": list(plan.sigmas),
-            "noise_space": "waveform",
+            "noise_space": noise_space,
             "certify": True,
             "certify_n0": plan.certify_n0,
             "num_samples": plan.num_samples,
@@ -114,6 +120,11 @@ def audio_spec(plan: AudioPlan, callback_url: str | None) -> dict[str, Any]:
         "concurrency": 2,
         "callback_url": callback_url,
     }
+
+
+def audio_spec(plan: AudioPlan, callback_url: str | None) -> dict[str, Any]:
+    dataset = {"format": "tones", "seed": DEMO_SEED, "count": plan.clips}
+    return plan_spec(plan, dataset, str(DEMO_AUDIO_MODEL), "waveform", callback_url)
 
 
 def describe_audio(plan: AudioPlan) -> str:
@@ -129,38 +140,9 @@ def describe_audio(plan: AudioPlan) -> str:
     )
 
 
-def demo_attacks(plan: DemoPlan) -> list[dict[str, Any]]:
-    """Targeted PGD-L2 and EOT-L2 at each ε, then PGD L∞ 16/255 (outside what smoothing certifies)."""
-    base = {"steps": plan.steps, "targeted": True, "stop_loss": plan.stop_loss}
-    attacks = []
-    for eps in plan.epsilons:
-        l2 = base | {"norm": "l2", "eps": eps}
-        attacks.append({"name": "pgd", "label": attack_label("pgd", "l2", eps), **l2})
-        eot = {"eot_samples": plan.eot_samples, "sigma": plan.eot_sigma}
-        attacks.append({"name": "eot", "label": attack_label("eot", "l2", eps), **l2, **eot})
-    linf = base | {"norm": "linf", "eps": LINF_EPS}
-    attacks.append({"name": "pgd", "label": attack_label("pgd", "linf", LINF_EPS), **linf})
-    return attacks
-
-
 def demo_spec(plan: DemoPlan, model: str, callback_url: str | None) -> dict[str, Any]:
-    return {
-        "dataset": {"format": "shapes", "seed": DEMO_SEED, "count": plan.images},
-        "model": model,
-        "attacks": demo_attacks(plan),
-        "defense": {
-            "sigmas": list(plan.sigmas),
-            "noise_space": "pixel",
-            "certify": True,
-            "certify_n0": plan.certify_n0,
-            "num_samples": plan.num_samples,
-            "alpha": plan.alpha,
-            "max_new_tokens": 4,
-        },
-        "chunk_size": 8,
-        "concurrency": 2,
-        "callback_url": callback_url,
-    }
+    dataset = {"format": "shapes", "seed": DEMO_SEED, "count": plan.images}
+    return plan_spec(plan, dataset, model, "pixel", callback_url)
 
 
 def demo_models() -> list[tuple[str, str]]:
