@@ -9,9 +9,6 @@ import base64
 import csv
 import io
 import json
-import os
-import signal
-import time
 import zipfile
 from pathlib import Path
 
@@ -34,7 +31,7 @@ from shared.reports.certification import coverage
 from shared.reports.media import audio_clip
 from shared.reports.render import render
 from shared.reports.summary import summarize
-from tests.audits.test_audits import audit_jobs, items, wait_audit, wait_dataset, wait_until_dispatched
+from tests.audits.test_audits import audit_jobs, items, kill_the_gpu_worker_in_chunk_1, wait_audit, wait_dataset
 from tests.helpers import auth
 from tests.reports.rows import make_row
 
@@ -295,14 +292,7 @@ def test_a_tone_audit_survives_its_gpu_worker_killed_mid_chunk(client, keys, spa
     gpu = spawn_worker(("gpu",))
     spec = tones_spec(qwen_audio_path, attacks=[{"name": "pgd", "steps": 600}])  # a chunk: ~20 s idle
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
-    wait_audit(client, key, audit_id, until=lambda a: a["progress"]["attacked"] >= 2)
-    wait_until_dispatched(settings.database_url, audit_id, index=2)  # concurrency 1: once chunk 0 finished
-    time.sleep(1.0)  # chunk 1's attack is under way
-    before = {i: (at, out) for i, at, out, _ in items(settings.database_url, audit_id) if at is not None}
-    os.kill(gpu.pid, signal.SIGKILL)
-    gpu.wait()
-    assert sorted(before) == [0, 1], before  # exactly the first chunk was done when the worker died
-    spawn_worker(("gpu", "--beat"), SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S="3600")  # not the broker: the sweeper
+    before = kill_the_gpu_worker_in_chunk_1(client, key, audit_id, gpu, spawn_worker, settings.database_url)
     audit = wait_audit(client, key, audit_id, timeout=400)
     assert audit["status"] == "succeeded", audit
     after = {i: (at, out) for i, at, out, _ in items(settings.database_url, audit_id)}

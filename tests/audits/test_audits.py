@@ -128,6 +128,20 @@ def test_audit_runs_end_to_end_with_report_and_webhook(client, keys, spawn_worke
     assert client.get(f"/v1/audits/{audit_id}", headers=auth(keys["beta"])).status_code == 404
 
 
+def kill_the_gpu_worker_in_chunk_1(client, key, audit_id, gpu, spawn_worker, database_url) -> dict:
+    """Once chunk 0 (items 0 and 1) is attacked and chunk 1 under way (concurrency 1), SIGKILL the GPU
+    worker and start another with the sweeper (not the broker's redelivery); the stored items then."""
+    wait_audit(client, key, audit_id, until=lambda a: a["progress"]["attacked"] >= 2)
+    wait_until_dispatched(database_url, audit_id, index=2)  # concurrency 1: once chunk 0 finished
+    time.sleep(1.0)  # chunk 1's attack is under way
+    before = {i: (at, out) for i, at, out, _ in items(database_url, audit_id) if at is not None}
+    os.kill(gpu.pid, signal.SIGKILL)
+    gpu.wait()
+    assert sorted(before) == [0, 1], before  # exactly the first chunk was done when the worker died
+    spawn_worker(("gpu", "--beat"), SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S="3600")  # not the broker: the sweeper
+    return before
+
+
 def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(client, keys, spawn_worker, settings):
     """Chunk 0 is attacked and stored; the worker dies in chunk 1; the sweeper sees the dead worker's
     claim and re-sends chunk 1; a new worker finishes the audit and leaves chunk 0's results untouched."""
@@ -141,14 +155,7 @@ def test_audit_resumes_after_the_gpu_worker_is_killed_without_redoing_items(clie
         attacks=[{"name": "pgd", "steps": 300}],
     )  # a chunk's attack takes seconds
     audit_id = client.post("/v1/audits", headers=auth(key), json=spec).json()["id"]
-    wait_audit(client, key, audit_id, until=lambda a: a["progress"]["attacked"] >= 2)
-    wait_until_dispatched(settings.database_url, audit_id, index=2)  # concurrency 1: once chunk 0 finished
-    time.sleep(1.0)  # chunk 1's attack is under way
-    before = {i: (at, out) for i, at, out, _ in items(settings.database_url, audit_id) if at is not None}
-    os.kill(gpu.pid, signal.SIGKILL)
-    gpu.wait()
-    assert sorted(before) == [0, 1], before  # exactly the first chunk was done when the worker died
-    spawn_worker(("gpu", "--beat"), SMOOTHGUARD_BROKER_VISIBILITY_TIMEOUT_S="3600")  # not the broker: the sweeper
+    before = kill_the_gpu_worker_in_chunk_1(client, key, audit_id, gpu, spawn_worker, settings.database_url)
     audit = wait_audit(client, key, audit_id, timeout=400)
     assert audit["status"] == "succeeded", audit
     after = {i: (at, out) for i, at, out, _ in items(settings.database_url, audit_id)}
