@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from shared.benchmarks.demo_model import WORDS, build_model
+from shared.benchmarks.demo_model import WORDS, build_model, word_level_tokenizer
 
 QWEN_SPECIALS = [
     "<|endoftext|>",
@@ -34,15 +33,8 @@ QWEN_VL_TEMPLATE = (
 
 
 def qwen_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {t: i for i, t in enumerate(["<unk>", *QWEN_SPECIALS, "system", "user", "assistant", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>", padding_side="left"
-    )
-    fast.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
-    return fast
+    tokens = ["<unk>", *QWEN_SPECIALS, "system", "user", "assistant", *WORDS]
+    return word_level_tokenizer(tokens, QWEN_SPECIALS[1:], pad_token="<|endoftext|>", eos_token="<|im_end|>")
 
 
 def save_llava(path: Path, seed: int = 0) -> Path:

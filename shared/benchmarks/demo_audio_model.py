@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import pre_tokenizers
 from transformers import (
     PreTrainedTokenizerFast,
     Qwen2AudioConfig,
@@ -22,6 +22,7 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import sinusoids
 
+from shared.benchmarks.demo_model import word_level_tokenizer
 from shared.benchmarks.evaluate import Accuracy, is_correct
 from shared.benchmarks.tones import MAX_SECONDS, SAMPLE_RATE, AudioItem, labels, question_texts
 from shared.smoothing.noise import candidate_seed
@@ -48,15 +49,7 @@ def vocabulary() -> list[str]:
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {tok: i for i, tok in enumerate(vocabulary())}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<|endoftext|>", eos_token="<|im_end|>", padding_side="left"
-    )
-    fast.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[2:]})
-    return fast
+    return word_level_tokenizer(vocabulary(), SPECIAL_TOKENS[2:], pad_token="<|endoftext|>", eos_token="<|im_end|>")
 
 
 def build_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> Qwen2AudioProcessor:

@@ -8,6 +8,9 @@ any checkpoint from the hub.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
     CLIPImageProcessorPil,
@@ -78,22 +81,26 @@ CHAT_TEMPLATE = (
 PATCH_SIZE = 8
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+def word_level_tokenizer(tokens: Sequence[str], added: Sequence[str], **special: Any) -> PreTrainedTokenizerFast:
+    """A lower-casing, whitespace-split word-level tokenizer over ``tokens`` (ids in that order;
+    ``<unk>`` among them), padding on the left; ``added`` become additional special tokens."""
+    tok = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", padding_side="left", **special)
+    fast.add_special_tokens({"additional_special_tokens": list(added)})
+    return fast
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    return word_level_tokenizer(
+        [*SPECIAL_TOKENS, *WORDS],
+        ["<image>"],
         pad_token="<pad>",
-        unk_token="<unk>",
         bos_token="<s>",
         eos_token="</s>",
         extra_special_tokens={"image_token": "<image>"},
-        padding_side="left",
     )
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    return fast
 
 
 def build_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> LlavaProcessor:
