@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from transformers import Qwen2AudioForConditionalGeneration
 
-from shared.backends.hf_common import HFGenerator, chunks, generate_batch
+from shared.backends.hf_common import HFGenerator
 from shared.media.decode import Waveform, resample
 from shared.smoothing.noise import noisy_input
-from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec, Generation
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec
 
 
 class HFAudioGenerator(HFGenerator):
@@ -39,29 +39,18 @@ class HFAudioGenerator(HFGenerator):
         return [noisy_input(wave, s).numpy() for s in specs]
 
     def prepare(self, audio: Waveform, prompt: str, specs: Sequence[CandidateSpec]) -> dict:
-        waves = self.noisy_waveforms(audio, specs)
+        return self.encode_waves(self.noisy_waveforms(audio, specs), [prompt] * len(specs))
+
+    def encode(self, clips: Sequence[Waveform], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.encode_waves([resample(clip, self.sample_rate).samples for clip in clips], prompts)
+
+    def encode_waves(self, waves: Sequence[np.ndarray], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Waveforms at the model's sample rate and their prompts, padded into one batch."""
         out = self.processor(
-            text=[self.chat_text(prompt)] * len(specs),
-            audio=waves,
+            text=[self.chat_text(p) for p in prompts],
+            audio=list(waves),
             sampling_rate=self.sample_rate,
             return_tensors="pt",
             padding=True,
         )
-        return {k: v for k, v in out.items() if hasattr(v, "dim")}
-
-    def answer_batch(
-        self, clips: Sequence[Waveform], prompts: Sequence[str], *, max_new_tokens: int
-    ) -> list[Generation]:
-        """Undefended answers to many (clip, prompt) pairs, left-padded into batched calls."""
-        out: list[Generation] = []
-        for part in chunks(list(zip(clips, prompts, strict=True)), self.max_batch_size):
-            enc = self.processor(
-                text=[self.chat_text(p) for _, p in part],
-                audio=[resample(clip, self.sample_rate).samples for clip, _ in part],
-                sampling_rate=self.sample_rate,
-                return_tensors="pt",
-                padding=True,
-            )
-            batch = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
-            out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
-        return out
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}

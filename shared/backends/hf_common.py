@@ -174,6 +174,18 @@ class HFGenerator:
     def prepare(self, media: Any, prompt: str, specs: Sequence[CandidateSpec]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def encode(self, media: Sequence[Any], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The model inputs of (input, prompt) pairs as they are, no noise, left-padded into one batch."""
+        raise NotImplementedError
+
+    def answer_batch(self, media: Sequence[Any], prompts: Sequence[str], *, max_new_tokens: int) -> list[Generation]:
+        """Undefended answers to many (input, prompt) pairs: ONE ``generate`` per ``max_batch_size``."""
+        out: list[Generation] = []
+        for part in chunks(list(zip(media, prompts, strict=True)), self.max_batch_size):
+            batch = self.encode([m for m, _ in part], [p for _, p in part])
+            out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
+        return out
+
     def generate(
         self, media: Any, prompt: str, candidates: Sequence[CandidateSpec], *, max_new_tokens: int
     ) -> list[Generation]:

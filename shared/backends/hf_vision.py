@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from shared.backends.hf_common import HFGenerator, chunks, generate_batch, repeat_batch
+from shared.backends.hf_common import HFGenerator, repeat_batch
 from shared.smoothing.noise import noisy_input, on_unit_image
-from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec, Generation
+from shared.smoothing.types import NOISE_SPACES_BY_MODALITY, CandidateSpec
 
 
 class HFVisionGenerator(HFGenerator):
@@ -44,19 +44,11 @@ class HFVisionGenerator(HFGenerator):
         batch["pixel_values"] = torch.cat([noisy_input(clean["pixel_values"], s) for s in specs])
         return batch
 
-    def answer_batch(
-        self, images: Sequence[Image.Image], prompts: Sequence[str], *, max_new_tokens: int
-    ) -> list[Generation]:
-        """Undefended answers to many (image, prompt) pairs, left-padded into batched calls."""
-        out: list[Generation] = []
-        pairs = list(zip(images, prompts, strict=True))
-        for part in chunks(pairs, self.max_batch_size):
-            enc = self.processor(
-                images=[im.convert("RGB") for im, _ in part],
-                text=[self.chat_text(p) for _, p in part],
-                return_tensors="pt",
-                padding=True,
-            )
-            batch = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
-            out += generate_batch(self.model, self.processor, batch, self.device, max_new_tokens)
-        return out
+    def encode(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        enc = self.processor(
+            images=[im.convert("RGB") for im in images],
+            text=[self.chat_text(p) for p in prompts],
+            return_tensors="pt",
+            padding=True,
+        )
+        return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
