@@ -35,7 +35,7 @@ from shared.audits.attack import (
 )
 from shared.audits.datasets import dataset_limits, load_set
 from shared.audits.report import write_report
-from shared.audits.spec import AuditSpec
+from shared.audits.spec import AuditSpec, DatasetSpec
 from shared.audits.store import (
     VariantOutput,
     add_items,
@@ -110,7 +110,8 @@ def load_items(session: Session, settings: Settings, audit: Audit, spec: AuditSp
         dataset = load_set(spec, store, str(audit.tenant_id), Path(tmp), dataset_limits(settings))
         for item in dataset.items:
             if item.media not in media:
-                media[item.media] = store_item_media(session, store, settings, audit, dataset.media_bytes(item))
+                data = dataset.media_bytes(item)
+                media[item.media] = store_item_media(session, store, settings, audit.tenant_id, spec.dataset, data)
             fields: dict[str, Any] = {
                 "key": item.key,
                 "category": item.category,
@@ -121,14 +122,15 @@ def load_items(session: Session, settings: Settings, audit: Audit, spec: AuditSp
     return rows
 
 
-def store_item_media(session: Session, store: ObjectStore, settings: Settings, audit: Audit, data: bytes) -> uuid.UUID:
-    """One file of the set, checked like an upload and of the audit's modality, stored as media."""
+def store_item_media(
+    session: Session, store: ObjectStore, settings: Settings, tenant_id: uuid.UUID, dataset: DatasetSpec, data: bytes
+) -> uuid.UUID:
+    """One file of the set, checked like an upload and of the set's modality, stored as media."""
     checked = check_media(data, settings)
-    modality = spec_of(audit).dataset.modality
-    if checked.modality != modality:
-        raise Invalid(f"the {spec_of(audit).dataset.format} set holds {checked.modality}, not {modality}")
+    if checked.modality != dataset.modality:
+        raise Invalid(f"the {dataset.format} set holds {checked.modality}, not {dataset.modality}")
     saved = save_media(
-        session, store, tenant_id=audit.tenant_id, data=data, content_type=checked.content_type, modality=modality
+        session, store, tenant_id=tenant_id, data=data, content_type=checked.content_type, modality=dataset.modality
     )
     return saved.id
 
