@@ -12,13 +12,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.jobs.options import CORE_DEFAULTS, SIGMA_MAX, DefenseOptions, MaxNewTokens, Sigma
+from shared.reports.certification import NORM_NAMES
 from shared.smoothing.types import IMAGE_NOISE_SPACES, YES_NO, NoiseSpace, SmoothConfig, noise_space_for
 
 AttackName = Literal["pgd", "eot", "universal"]
 DatasetFormat = Literal["shapes", "tones", "pope", "llava-bench", "mm-safetybench", "audio-jsonl"]
-GENERATED_FORMATS = ("shapes", "tones")  # made from seed/count, never uploaded
-AUDIO_FORMATS = ("tones", "audio-jsonl")  # audio clips: an audio model, waveform noise and attacks
 QUESTIONS_PER_ITEM = {"shapes": 2, "tones": 3}  # a generated set's questions per image / clip
+GENERATED_FORMATS = tuple(QUESTIONS_PER_ITEM)  # made from seed/count, never uploaded
+AUDIO_FORMATS = ("tones", "audio-jsonl")  # audio clips: an audio model, waveform noise and attacks
 # Benchmark answers are short (a word, yes/no, a refusal's opening), so an audit's defense jobs
 # stop at 32 new tokens, not the core's 128: the one default an audit sets differently.
 AUDIT_MAX_NEW_TOKENS = 32
@@ -32,7 +33,6 @@ AUDIO_SIGMA_MAX = 1.0
 # is ~23 dB below a 0.3-amplitude beep; L2 1.0 over a 2 s clip at 16 kHz is an RMS of 0.0056.
 AUDIO_EPS = {"linf": 0.02, "l2": 1.0}
 AUDIO_EPS_MAX = {"linf": 0.1, "l2": 10.0}
-NORM_NAMES = {"linf": "L∞", "l2": "L2"}
 IMAGE_EPS_MAX = 1.0  # [0, 1] pixel units, either norm
 CLEAN_VARIANT = "clean"
 # attacks per audit: each makes one adversarial image per item, answered at every σ
