@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.jobs.options import CORE_DEFAULTS, SIGMA_MAX, DefenseOptions, MaxNewTokens, Sigma
-from shared.reports.certification import NORM_NAMES
 from shared.smoothing.types import IMAGE_NOISE_SPACES, YES_NO, NoiseSpace, SmoothConfig, noise_space_for
 
 AttackName = Literal["pgd", "eot", "universal"]
@@ -33,6 +32,8 @@ AUDIO_SIGMA_MAX = 1.0
 # is ~23 dB below a 0.3-amplitude beep; L2 1.0 over a 2 s clip at 16 kHz is an RMS of 0.0056.
 AUDIO_EPS = {"linf": 0.02, "l2": 1.0}
 AUDIO_EPS_MAX = {"linf": 0.1, "l2": 10.0}
+# (shared.reports.certification names them too; importing it here would load the report libraries)
+NORM_NAMES = {"linf": "L∞", "l2": "L2"}
 IMAGE_EPS_MAX = 1.0  # [0, 1] pixel units, either norm
 CLEAN_VARIANT = "clean"
 # attacks per audit: each makes one adversarial image per item, answered at every σ
